@@ -1,0 +1,40 @@
+# nodewright's entry points. `make test` is what CI runs (.ci/run).
+SHELL := /usr/bin/env bash
+BIN := $(CURDIR)/bin
+CRDS := charts/nodewright/crds
+GO_TEST_FLAGS ?=
+# Two cores: one package's control plane at a time keeps the suite steady.
+GO_TEST_P ?= 1
+
+.PHONY: all tools generate verify lint test unit demo clean help
+
+all: verify test
+
+help: ## List targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+tools: ## Build the pinned control-plane binaries, kwok and controller-gen into bin/ (cached).
+	@hack/build-tools.sh
+
+generate: tools ## Regenerate deepcopy code and CRDs from apis/.
+	$(BIN)/controller-gen object paths=./apis/...
+	$(BIN)/controller-gen crd paths=./apis/... output:crd:dir=$(CRDS)
+	go run ./hack/crdpatch $(CRDS)
+
+verify: tools ## Fail if generated files are stale, code is unformatted or vet complains.
+	@hack/verify-generated.sh
+	@$(MAKE) --no-print-directory lint
+
+lint: ## gofmt and go vet.
+	@out=$$(gofmt -l $$(git ls-files '*.go' ; git ls-files --others --exclude-standard '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+test: tools ## Unit and control-plane tests (builds the tools when missing).
+	@hack/test.sh -p $(GO_TEST_P) $(GO_TEST_FLAGS) ./...
+
+unit: ## Only the tests that need no control plane.
+	@hack/test.sh -short ./...
+
+clean: ## Remove build output except the cached tools.
+	go clean -testcache

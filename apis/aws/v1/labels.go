@@ -1,0 +1,40 @@
+package v1
+
+// Well-known labels describing an EC2 instance type, set on every node so pods
+// and NodePool requirements can select on them.
+const (
+	LabelInstanceHypervisor                   = Group + "/instance-hypervisor"
+	LabelInstanceEncryptionInTransitSupported = Group + "/instance-encryption-in-transit-supported"
+	LabelInstanceCategory                     = Group + "/instance-category"
+	LabelInstanceFamily                       = Group + "/instance-family"
+	LabelInstanceGeneration                   = Group + "/instance-generation"
+	LabelInstanceLocalNVME                    = Group + "/instance-local-nvme"
+	LabelInstanceSize                         = Group + "/instance-size"
+	LabelInstanceCPU                          = Group + "/instance-cpu"
+	LabelInstanceCPUManufacturer              = Group + "/instance-cpu-manufacturer"
+	LabelInstanceCPUSustainedClockSpeedMhz    = Group + "/instance-cpu-sustained-clock-speed-mhz"
+	LabelInstanceMemory                       = Group + "/instance-memory"
+	LabelInstanceEBSBandwidth                 = Group + "/instance-ebs-bandwidth"
+	LabelInstanceNetworkBandwidth             = Group + "/instance-network-bandwidth"
+	LabelInstanceGPUName                      = Group + "/instance-gpu-name"
+	LabelInstanceGPUManufacturer              = Group + "/instance-gpu-manufacturer"
+	LabelInstanceGPUCount                     = Group + "/instance-gpu-count"
+	LabelInstanceGPUMemory                    = Group + "/instance-gpu-memory"
+	LabelInstanceAcceleratorName              = Group + "/instance-accelerator-name"
+	LabelInstanceAcceleratorManufacturer      = Group + "/instance-accelerator-manufacturer"
+	LabelInstanceAcceleratorCount             = Group + "/instance-accelerator-count"
+	LabelTopologyZoneID                       = "topology.k8s.aws/zone-id"
+	LabelCapacityReservationID                = Group + "/capacity-reservation-id"
+	LabelEC2NodeClass                         = Group + "/ec2nodeclass"
+)
+
+// Tags nodewright puts on the EC2 resources it creates, used to find its own
+// instances again (garbage collection, List) and to attribute cost.
+const (
+	TagNodePool       = "karpenter.sh/nodepool"
+	TagNodeClaim      = "karpenter.sh/nodeclaim"
+	TagEC2NodeClass   = Group + "/ec2nodeclass"
+	TagClusterPrefix  = "kubernetes.io/cluster/"
+	TagEKSClusterName = "eks:eks-cluster-name"
+	TagName           = "Name"
+)

@@ -1,0 +1,87 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Main starts one control plane for a test package, runs its tests, stops the
+// control plane and exits. It sets *cp before the tests run. Use it from
+// TestMain:
+//
+//	var cp *harness.ControlPlane
+//	func TestMain(m *testing.M) { harness.Main(m, harness.Options{}, &cp) }
+func Main(m *testing.M, opts Options, cp **ControlPlane) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	started, err := Start(ctx, opts)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "harness: %v\n", err)
+		os.Exit(1)
+	}
+	*cp = started
+	code := m.Run()
+	if err := started.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "harness: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// Namespace creates a namespace for one test, named after it, and deletes it when
+// the test ends, so tests sharing a control plane never see each other's objects.
+func (c *ControlPlane) Namespace(t testing.TB) string {
+	t.Helper()
+	name := strings.ToLower(t.Name())
+	name = strings.Map(func(r rune) rune {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			return r
+		}
+		return '-'
+	}, name)
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.Trim(name, "-") + "-" + rand.String(5)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := c.Client.Create(context.Background(), ns); err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = c.Client.Delete(context.Background(), ns)
+	})
+	return name
+}
+
+// Name returns a name unique to this test run with the given prefix, for
+// cluster-scoped objects (NodePools, EC2NodeClasses, Nodes).
+func Name(prefix string) string { return prefix + "-" + rand.String(6) }
+
+// Eventually polls condition every interval until it reports done, fails the
+// test with the last error (and any crashed component) after timeout.
+func (c *ControlPlane) Eventually(t testing.TB, timeout time.Duration, what string, condition func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		done, err := condition(ctx)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		return done, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting %s for %s: %v (last error: %v)\n%v", timeout, what, err, last, c.Healthy())
+	}
+}
