@@ -14,15 +14,13 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 
-	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
-	v1 "github.com/nodewright/nodewright/apis/v1"
+	nwscheme "github.com/nodewright/nodewright/pkg/scheme"
 )
 
 // Options choose what the control plane runs besides etcd and kube-apiserver.
@@ -77,17 +75,6 @@ func BinDir() string { return filepath.Join(Root(), "bin") }
 // CRDDir holds the generated CRDs, the ones the Helm chart installs.
 func CRDDir() string { return filepath.Join(Root(), "charts", "nodewright", "crds") }
 
-// NewScheme returns a scheme with the built-in Kubernetes types and nodewright's.
-func NewScheme() *k8sruntime.Scheme {
-	scheme := k8sruntime.NewScheme()
-	for _, add := range []func(*k8sruntime.Scheme) error{clientgoscheme.AddToScheme, v1.AddToScheme, awsv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			panic(fmt.Sprintf("registering types: %v", err))
-		}
-	}
-	return scheme
-}
-
 // Start starts a control plane and waits until its API serves nodewright's CRDs.
 func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	required := []string{"etcd", "kube-apiserver"}
@@ -103,7 +90,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating control-plane dir: %w", err)
 	}
-	scheme := NewScheme()
+	scheme := nwscheme.New()
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: BinDir(),
 		DownloadBinaryAssets:  false,

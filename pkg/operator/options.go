@@ -1,0 +1,122 @@
+package operator
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Options configure the operator. Each has a flag and an environment variable
+// (the Helm chart sets the variables); a flag given on the command line wins.
+type Options struct {
+	// ClusterName names the cluster; instances are tagged with it. Required.
+	ClusterName string
+	// MetricsAddr is where Prometheus metrics are served. Default ":8080";
+	// "0" disables the endpoint.
+	MetricsAddr string
+	// HealthProbeAddr serves /healthz and /readyz. Default ":8081".
+	HealthProbeAddr string
+	// LeaderElection makes replicas elect one active leader through a Lease, so
+	// two controllers never launch capacity for the same pods. Default true.
+	LeaderElection bool
+	// LeaderElectionNamespace holds the Lease. Default: the pod's namespace
+	// (SYSTEM_NAMESPACE), else "kube-system".
+	LeaderElectionNamespace string
+	// BatchIdleDuration ends a batch of pending pods once none has arrived for
+	// this long. Default 1s.
+	BatchIdleDuration time.Duration
+	// BatchMaxDuration ends a batch after this long whatever arrives. Default 10s.
+	BatchMaxDuration time.Duration
+	// LogLevel is debug, info or error. Default info.
+	LogLevel string
+}
+
+// leaderElectionID names the Lease the replicas contend for.
+const leaderElectionID = "nodewright-leader-election"
+
+// ParseOptions reads options from args, with env supplying defaults.
+func ParseOptions(args []string, env func(string) string) (Options, error) {
+	fs := flag.NewFlagSet("nodewright", flag.ContinueOnError)
+	// Errors are returned, not printed; `nodewright -h` still prints usage.
+	fs.SetOutput(io.Discard)
+	var o Options
+	envOr := func(key, def string) string {
+		if v := env(key); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	durationEnv := func(key string, def time.Duration) time.Duration {
+		v := env(key)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a duration such as 1s or 500ms", key, v))
+			return def
+		}
+		return d
+	}
+	boolEnv := func(key string, def bool) bool {
+		v := env(key)
+		if v == "" {
+			return def
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not true or false", key, v))
+			return def
+		}
+		return b
+	}
+	namespace := envOr("SYSTEM_NAMESPACE", "kube-system")
+	fs.StringVar(&o.ClusterName, "cluster-name", env("CLUSTER_NAME"), "name of the cluster; instances are tagged with it (env CLUSTER_NAME)")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", envOr("METRICS_BIND_ADDRESS", ":8080"), "address of the metrics endpoint, 0 to disable (env METRICS_BIND_ADDRESS)")
+	fs.StringVar(&o.HealthProbeAddr, "health-probe-bind-address", envOr("HEALTH_PROBE_BIND_ADDRESS", ":8081"), "address of /healthz and /readyz (env HEALTH_PROBE_BIND_ADDRESS)")
+	fs.BoolVar(&o.LeaderElection, "leader-elect", boolEnv("LEADER_ELECT", true), "elect one active replica through a Lease (env LEADER_ELECT)")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", namespace, "namespace of the leader election Lease (env SYSTEM_NAMESPACE)")
+	fs.DurationVar(&o.BatchIdleDuration, "batch-idle-duration", durationEnv("BATCH_IDLE_DURATION", time.Second), "end a batch of pending pods after this long without a new one (env BATCH_IDLE_DURATION)")
+	fs.DurationVar(&o.BatchMaxDuration, "batch-max-duration", durationEnv("BATCH_MAX_DURATION", 10*time.Second), "end a batch of pending pods after this long (env BATCH_MAX_DURATION)")
+	fs.StringVar(&o.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info or error (env LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fmt.Fprintln(os.Stderr, "Usage of nodewright:")
+			fs.PrintDefaults()
+		}
+		return Options{}, err
+	}
+	if len(errs) > 0 {
+		return Options{}, errors.Join(errs...)
+	}
+	return o, o.Validate()
+}
+
+// Validate reports every option that is wrong, naming its flag.
+func (o Options) Validate() error {
+	var errs []error
+	if o.ClusterName == "" {
+		errs = append(errs, errors.New("--cluster-name (or CLUSTER_NAME) is required"))
+	}
+	if o.BatchIdleDuration <= 0 {
+		errs = append(errs, fmt.Errorf("--batch-idle-duration must be positive, got %s", o.BatchIdleDuration))
+	}
+	if o.BatchMaxDuration < o.BatchIdleDuration {
+		errs = append(errs, fmt.Errorf("--batch-max-duration (%s) must not be shorter than --batch-idle-duration (%s)", o.BatchMaxDuration, o.BatchIdleDuration))
+	}
+	switch o.LogLevel {
+	case "debug", "info", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level must be debug, info or error, got %q", o.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// Getenv is os.Getenv, named for ParseOptions' callers.
+var Getenv = os.Getenv

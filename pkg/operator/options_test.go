@@ -1,0 +1,59 @@
+package operator
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParseOptionsDefaults(t *testing.T) {
+	o, err := ParseOptions([]string{"--cluster-name=prod"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Options{ClusterName: "prod", MetricsAddr: ":8080", HealthProbeAddr: ":8081", LeaderElection: true,
+		LeaderElectionNamespace: "kube-system", BatchIdleDuration: time.Second, BatchMaxDuration: 10 * time.Second, LogLevel: "info"}
+	if o != want {
+		t.Errorf("defaults = %+v\nwant       %+v", o, want)
+	}
+}
+
+func TestParseOptionsEnvAndFlags(t *testing.T) {
+	o, err := ParseOptions([]string{"--batch-max-duration=20s"}, env(map[string]string{
+		"CLUSTER_NAME": "staging", "SYSTEM_NAMESPACE": "nodewright", "BATCH_IDLE_DURATION": "500ms",
+		"BATCH_MAX_DURATION": "5s", "LEADER_ELECT": "false", "LOG_LEVEL": "debug",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ClusterName != "staging" || o.LeaderElectionNamespace != "nodewright" || o.BatchIdleDuration != 500*time.Millisecond ||
+		o.LeaderElection || o.LogLevel != "debug" {
+		t.Errorf("environment not applied: %+v", o)
+	}
+	if o.BatchMaxDuration != 20*time.Second {
+		t.Errorf("the flag must win over the environment: batch max %s", o.BatchMaxDuration)
+	}
+}
+
+func TestParseOptionsErrorsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		msg  string
+	}{
+		{nil, nil, "--cluster-name (or CLUSTER_NAME) is required"},
+		{[]string{"--cluster-name=a", "--batch-idle-duration=0s"}, nil, "--batch-idle-duration must be positive"},
+		{[]string{"--cluster-name=a", "--batch-idle-duration=5s", "--batch-max-duration=1s"}, nil, "--batch-max-duration (1s) must not be shorter"},
+		{[]string{"--cluster-name=a", "--log-level=loud"}, nil, `--log-level must be debug, info or error, got "loud"`},
+		{[]string{"--cluster-name=a"}, map[string]string{"BATCH_IDLE_DURATION": "soon"}, `BATCH_IDLE_DURATION="soon": not a duration`},
+		{[]string{"--cluster-name=a"}, map[string]string{"LEADER_ELECT": "maybe"}, `LEADER_ELECT="maybe": not true or false`},
+		{[]string{"--cluster-name=a", "--no-such-flag"}, nil, "flag provided but not defined: -no-such-flag"},
+	} {
+		_, err := ParseOptions(tc.args, env(tc.env))
+		if err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%v %v: want error %q, got %v", tc.args, tc.env, tc.msg, err)
+		}
+	}
+}
