@@ -33,6 +33,9 @@ lint: ## gofmt and go vet.
 test: tools ## Unit and control-plane tests (builds the tools when missing).
 	@hack/test.sh -p $(GO_TEST_P) $(GO_TEST_FLAGS) ./...
 
+demo: tools ## Run the demo on a local control plane (DEMO_FLAGS=--keep to leave it up).
+	go run ./test/demo $(DEMO_FLAGS)
+
 unit: ## Only the tests that need no control plane.
 	@hack/test.sh -short ./...
 

@@ -50,6 +50,10 @@ func main() {
 		case "pass", "fail", "skip":
 			if e.Test == "" {
 				status := strings.ToUpper(e.Action)
+				if e.Action == "skip" {
+					fmt.Printf("---- %s (no test files)\n", e.Package)
+					continue
+				}
 				if e.Action == "fail" {
 					failedPackages = append(failedPackages, e.Package)
 					if b, ok := outputs[key]; ok {

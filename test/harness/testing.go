@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -20,7 +21,15 @@ import (
 //
 //	var cp *harness.ControlPlane
 //	func TestMain(m *testing.M) { harness.Main(m, harness.Options{}, &cp) }
+//
+// With -short (`make unit`) the package's tests are not run: every one of them
+// needs the control plane.
 func Main(m *testing.M, opts Options, cp **ControlPlane) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("harness: -short: not running tests that need a control plane")
+		os.Exit(0)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	started, err := Start(ctx, opts)
 	cancel()
