@@ -1,0 +1,292 @@
+// Package requirements is the algebra of node selector requirements: the label
+// constraints of NodePools, pods and instance types, with Karpenter's extensions
+// (Gte, Lte, minValues). A Requirement is a set of allowed values for one key,
+// kept in a form where intersection is cheap, so the catalog filter and the
+// solver can combine constraints millions of times per plan.
+package requirements
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+)
+
+// Requirement is the set of values one label key may take. The set is either
+// Values (complement false) or everything but Values (complement true), further
+// narrowed to integers in (greaterThan, lessThan) when those are set. A key that
+// must be absent is the empty, non-complement set.
+type Requirement struct {
+	Key         string
+	complement  bool
+	values      sets.Set[string]
+	greaterThan *int64
+	lessThan    *int64
+	// MinValues asks for at least this many distinct values of Key among the
+	// instance types a node may launch as.
+	MinValues *int
+}
+
+// New builds a requirement from an operator and values, as written in a
+// NodePool or a pod's node affinity.
+func New(key string, op corev1.NodeSelectorOperator, values ...string) (*Requirement, error) {
+	r := &Requirement{Key: key, values: sets.New[string]()}
+	switch op {
+	case corev1.NodeSelectorOpIn:
+		r.values.Insert(values...)
+	case corev1.NodeSelectorOpNotIn:
+		r.complement = true
+		r.values.Insert(values...)
+	case corev1.NodeSelectorOpExists:
+		r.complement = true
+	case corev1.NodeSelectorOpDoesNotExist:
+	case corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt, v1.NodeSelectorOpGte, v1.NodeSelectorOpLte:
+		if len(values) != 1 {
+			return nil, fmt.Errorf("requirement %s %s needs exactly one integer value, got %d", key, op, len(values))
+		}
+		n, err := strconv.ParseInt(values[0], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("requirement %s %s: %q is not an integer", key, op, values[0])
+		}
+		r.complement = true
+		switch op {
+		case corev1.NodeSelectorOpGt:
+			r.greaterThan = &n
+		case v1.NodeSelectorOpGte:
+			n--
+			r.greaterThan = &n
+		case corev1.NodeSelectorOpLt:
+			r.lessThan = &n
+		case v1.NodeSelectorOpLte:
+			n++
+			r.lessThan = &n
+		}
+	default:
+		return nil, fmt.Errorf("requirement %s: unknown operator %q", key, op)
+	}
+	return r, nil
+}
+
+// MustNew is New for constants and tests.
+func MustNew(key string, op corev1.NodeSelectorOperator, values ...string) *Requirement {
+	r, err := New(key, op, values...)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// Has reports whether value is allowed.
+func (r *Requirement) Has(value string) bool {
+	if r.greaterThan != nil || r.lessThan != nil {
+		n, err := strconv.ParseInt(value, 10, 64)
+		if err != nil {
+			return false
+		}
+		if (r.greaterThan != nil && n <= *r.greaterThan) || (r.lessThan != nil && n >= *r.lessThan) {
+			return false
+		}
+	}
+	return r.complement != r.values.Has(value)
+}
+
+// AllowsAbsent reports whether a node without the key satisfies the
+// requirement: NotIn and DoesNotExist do, In, Exists, Gt and Lt do not.
+func (r *Requirement) AllowsAbsent() bool {
+	if r.greaterThan != nil || r.lessThan != nil {
+		return false
+	}
+	if r.complement {
+		return r.values.Len() > 0 // NotIn; Exists has no values
+	}
+	return r.values.Len() == 0 // DoesNotExist
+}
+
+// Operator returns the operator the requirement is equivalent to.
+func (r *Requirement) Operator() corev1.NodeSelectorOperator {
+	switch {
+	case r.greaterThan != nil || r.lessThan != nil:
+		return corev1.NodeSelectorOpGt // a bounded range; see String
+	case r.complement && r.values.Len() == 0:
+		return corev1.NodeSelectorOpExists
+	case r.complement:
+		return corev1.NodeSelectorOpNotIn
+	case r.values.Len() == 0:
+		return corev1.NodeSelectorOpDoesNotExist
+	default:
+		return corev1.NodeSelectorOpIn
+	}
+}
+
+// Values returns the listed values, sorted: the allowed ones for In, the
+// excluded ones for NotIn.
+func (r *Requirement) Values() []string { return sets.List(r.values) }
+
+// Len is the number of allowed values, or math.MaxInt for an open set.
+func (r *Requirement) Len() int {
+	if r.complement {
+		return math.MaxInt
+	}
+	return r.values.Len()
+}
+
+// Intersect returns the values allowed by both r and other (same key).
+func (r *Requirement) Intersect(other *Requirement) *Requirement {
+	out := &Requirement{Key: r.Key, greaterThan: maxPtr(r.greaterThan, other.greaterThan), lessThan: minPtr(r.lessThan, other.lessThan)}
+	switch {
+	case r.complement && other.complement:
+		out.complement = true
+		out.values = r.values.Union(other.values)
+	case r.complement:
+		out.values = other.values.Difference(r.values)
+	case other.complement:
+		out.values = r.values.Difference(other.values)
+	default:
+		out.values = r.values.Intersection(other.values)
+	}
+	// A bounded finite set keeps only the values inside the bounds.
+	if !out.complement && (out.greaterThan != nil || out.lessThan != nil) {
+		for v := range out.values {
+			if !out.withinBounds(v) {
+				out.values.Delete(v)
+			}
+		}
+		out.greaterThan, out.lessThan = nil, nil
+	}
+	out.MinValues = maxIntPtr(r.MinValues, other.MinValues)
+	return out
+}
+
+// IsEmpty reports whether no value is allowed (the key may still be absent, see
+// AllowsAbsent).
+func (r *Requirement) IsEmpty() bool {
+	if !r.complement {
+		return r.values.Len() == 0
+	}
+	return r.greaterThan != nil && r.lessThan != nil && *r.lessThan-*r.greaterThan <= 1
+}
+
+func (r *Requirement) withinBounds(v string) bool {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return false
+	}
+	return (r.greaterThan == nil || n > *r.greaterThan) && (r.lessThan == nil || n < *r.lessThan)
+}
+
+// String renders the requirement for messages, e.g. `zone In [a b]`.
+func (r *Requirement) String() string {
+	var b strings.Builder
+	b.WriteString(r.Key)
+	switch op := r.Operator(); op {
+	case corev1.NodeSelectorOpGt:
+		if r.greaterThan != nil {
+			fmt.Fprintf(&b, " >%d", *r.greaterThan)
+		}
+		if r.lessThan != nil {
+			fmt.Fprintf(&b, " <%d", *r.lessThan)
+		}
+	case corev1.NodeSelectorOpExists, corev1.NodeSelectorOpDoesNotExist:
+		b.WriteString(" " + string(op))
+	default:
+		vals := r.Values()
+		if len(vals) > 5 {
+			vals = append(vals[:5], fmt.Sprintf("and %d more", r.values.Len()-5))
+		}
+		fmt.Fprintf(&b, " %s [%s]", op, strings.Join(vals, " "))
+	}
+	return b.String()
+}
+
+// Requirements are requirements on distinct keys, all of which must hold.
+type Requirements map[string]*Requirement
+
+// FromNodePool converts a NodePool's or NodeClaim's requirements, intersecting
+// repeated keys.
+func FromNodePool(in []v1.NodeSelectorRequirementWithMinValues) (Requirements, error) {
+	out := Requirements{}
+	for _, req := range in {
+		r, err := New(req.Key, req.Operator, req.Values...)
+		if err != nil {
+			return nil, err
+		}
+		r.MinValues = req.MinValues
+		out.Add(r)
+	}
+	return out, nil
+}
+
+// Add intersects r into the set.
+func (rs Requirements) Add(r *Requirement) {
+	if existing, ok := rs[r.Key]; ok {
+		rs[r.Key] = existing.Intersect(r)
+		return
+	}
+	rs[r.Key] = r
+}
+
+// Keys returns the keys, sorted, for deterministic iteration.
+func (rs Requirements) Keys() []string {
+	keys := make([]string, 0, len(rs))
+	for k := range rs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Matches reports whether a node with these labels satisfies every requirement.
+func (rs Requirements) Matches(labels map[string]string) bool {
+	for key, r := range rs {
+		v, ok := labels[key]
+		if !ok {
+			if !r.AllowsAbsent() {
+				return false
+			}
+			continue
+		}
+		if !r.Has(v) {
+			return false
+		}
+	}
+	return true
+}
+
+func maxPtr(a, b *int64) *int64 {
+	switch {
+	case a == nil:
+		return b
+	case b == nil || *a >= *b:
+		return a
+	default:
+		return b
+	}
+}
+
+func minPtr(a, b *int64) *int64 {
+	switch {
+	case a == nil:
+		return b
+	case b == nil || *a <= *b:
+		return a
+	default:
+		return b
+	}
+}
+
+func maxIntPtr(a, b *int) *int {
+	switch {
+	case a == nil:
+		return b
+	case b == nil || *a >= *b:
+		return a
+	default:
+		return b
+	}
+}

@@ -1,0 +1,75 @@
+package requirements
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+)
+
+func TestHasAndAbsence(t *testing.T) {
+	for _, tc := range []struct {
+		op          corev1.NodeSelectorOperator
+		values      []string
+		in, out     []string
+		allowAbsent bool
+	}{
+		{corev1.NodeSelectorOpIn, []string{"a", "b"}, []string{"a", "b"}, []string{"c"}, false},
+		{corev1.NodeSelectorOpNotIn, []string{"a"}, []string{"b", "z"}, []string{"a"}, true},
+		{corev1.NodeSelectorOpExists, nil, []string{"a", "1"}, nil, false},
+		{corev1.NodeSelectorOpDoesNotExist, nil, nil, []string{"a"}, true},
+		{corev1.NodeSelectorOpGt, []string{"4"}, []string{"5", "100"}, []string{"4", "3", "x"}, false},
+		{corev1.NodeSelectorOpLt, []string{"4"}, []string{"3", "-1"}, []string{"4", "5"}, false},
+		{v1.NodeSelectorOpGte, []string{"4"}, []string{"4", "5"}, []string{"3"}, false},
+		{v1.NodeSelectorOpLte, []string{"4"}, []string{"4", "3"}, []string{"5"}, false},
+	} {
+		r := MustNew("k", tc.op, tc.values...)
+		for _, v := range tc.in {
+			if !r.Has(v) {
+				t.Errorf("%s %v must allow %q", tc.op, tc.values, v)
+			}
+		}
+		for _, v := range tc.out {
+			if r.Has(v) {
+				t.Errorf("%s %v must not allow %q", tc.op, tc.values, v)
+			}
+		}
+		if r.AllowsAbsent() != tc.allowAbsent {
+			t.Errorf("%s: AllowsAbsent = %v", tc.op, r.AllowsAbsent())
+		}
+	}
+}
+
+func TestIntersect(t *testing.T) {
+	in := MustNew("k", corev1.NodeSelectorOpIn, "1", "2", "3", "8")
+	notIn := MustNew("k", corev1.NodeSelectorOpNotIn, "2")
+	gt := MustNew("k", corev1.NodeSelectorOpGt, "1")
+	lt := MustNew("k", corev1.NodeSelectorOpLt, "5")
+	got := in.Intersect(notIn).Intersect(gt).Intersect(lt)
+	if vals := got.Values(); len(vals) != 1 || vals[0] != "3" || got.Operator() != corev1.NodeSelectorOpIn {
+		t.Errorf("In[1 2 3 8] ∩ NotIn[2] ∩ >1 ∩ <5 = %s, want In [3]", got)
+	}
+	if !gt.Intersect(MustNew("k", corev1.NodeSelectorOpLt, "2")).IsEmpty() {
+		t.Error(">1 ∩ <2 must be empty over integers")
+	}
+	if got := notIn.Intersect(MustNew("k", corev1.NodeSelectorOpNotIn, "3")); got.Has("2") || got.Has("3") || !got.Has("4") {
+		t.Errorf("NotIn[2] ∩ NotIn[3] = %s", got)
+	}
+	if _, err := New("k", corev1.NodeSelectorOpGt, "four"); err == nil {
+		t.Error("Gt with a non-integer accepted")
+	}
+}
+
+func TestRequirementsMatchesLabels(t *testing.T) {
+	rs := Requirements{}
+	rs.Add(MustNew("zone", corev1.NodeSelectorOpIn, "a", "b"))
+	rs.Add(MustNew("zone", corev1.NodeSelectorOpNotIn, "b"))
+	rs.Add(MustNew("gpu", corev1.NodeSelectorOpDoesNotExist))
+	if !rs.Matches(map[string]string{"zone": "a"}) {
+		t.Error("zone=a must match")
+	}
+	if rs.Matches(map[string]string{"zone": "b"}) || rs.Matches(map[string]string{"zone": "a", "gpu": "1"}) || rs.Matches(nil) {
+		t.Error("zone=b, a GPU, or no zone must not match")
+	}
+}
