@@ -6,6 +6,7 @@
 package requirements
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"sort"
@@ -159,7 +160,7 @@ func (r *Requirement) Intersect(other *Requirement) *Requirement {
 		}
 		out.greaterThan, out.lessThan = nil, nil
 	}
-	out.MinValues = maxIntPtr(r.MinValues, other.MinValues)
+	out.MinValues = maxPtr(r.MinValues, other.MinValues)
 	return out
 }
 
@@ -258,35 +259,17 @@ func (rs Requirements) Matches(labels map[string]string) bool {
 	return true
 }
 
-func maxPtr(a, b *int64) *int64 {
-	switch {
-	case a == nil:
-		return b
-	case b == nil || *a >= *b:
-		return a
-	default:
+// maxPtr and minPtr pick the tighter of two optional bounds.
+func maxPtr[T cmp.Ordered](a, b *T) *T {
+	if a == nil || (b != nil && *b > *a) {
 		return b
 	}
+	return a
 }
 
-func minPtr(a, b *int64) *int64 {
-	switch {
-	case a == nil:
-		return b
-	case b == nil || *a <= *b:
-		return a
-	default:
+func minPtr[T cmp.Ordered](a, b *T) *T {
+	if a == nil || (b != nil && *b < *a) {
 		return b
 	}
-}
-
-func maxIntPtr(a, b *int) *int {
-	switch {
-	case a == nil:
-		return b
-	case b == nil || *a >= *b:
-		return a
-	default:
-		return b
-	}
+	return a
 }
