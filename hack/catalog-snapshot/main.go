@@ -166,7 +166,7 @@ func convert(e source) (catalog.SnapshotType, bool) {
 		if s.Unit == "TB" {
 			size *= 1000
 		}
-		t.LocalNVMeGiB = int64(size * 1e9 / (1 << 30))
+		t.LocalNVMeGB = int64(size)
 	}
 	for region, zones := range e.AvailabilityZones {
 		p, ok := e.Pricing[region]

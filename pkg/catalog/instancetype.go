@@ -241,7 +241,7 @@ func (t SnapshotType) labels(region string) map[string]string {
 		awsv1.LabelInstanceCPU:          strconv.Itoa(int(t.VCPU)),
 		awsv1.LabelInstanceMemory:       strconv.FormatInt(t.MemoryMiB, 10),
 		awsv1.LabelInstanceHypervisor:   t.Hypervisor,
-		awsv1.LabelInstanceLocalNVME:    strconv.FormatInt(t.LocalNVMeGiB, 10),
+		awsv1.LabelInstanceLocalNVME:    strconv.FormatInt(t.LocalNVMeGiB(), 10),
 		awsv1.LabelInstanceEBSBandwidth: strconv.FormatInt(t.EBSMbps, 10),
 	}
 	if m := familyPattern.FindStringSubmatch(family); m != nil {
@@ -275,6 +275,10 @@ func (t SnapshotType) labels(region string) map[string]string {
 	}
 	return l
 }
+
+// LocalNVMeGiB is the instance-store NVMe size in GiB, the unit of the
+// instance-local-nvme label.
+func (t SnapshotType) LocalNVMeGiB() int64 { return t.LocalNVMeGB * 1e9 / (1 << 30) }
 
 // String names the type with its headline resources, for messages.
 func (t *InstanceType) String() string {

@@ -32,12 +32,14 @@ type SnapshotType struct {
 	ClockMHz        int32        `json:"mhz,omitempty"`
 	GPU             *Accelerator `json:"gpu,omitempty"`
 	Accelerator     *Accelerator `json:"acc,omitempty"`
-	LocalNVMeGiB    int64        `json:"nvme,omitempty"`
-	NetworkMbps     int64        `json:"net,omitempty"`
-	EBSMbps         int64        `json:"ebs,omitempty"`
-	MaxENIs         int32        `json:"enis"`
-	IPv4PerENI      int32        `json:"ips"`
-	BareMetal       bool         `json:"metal,omitempty"`
+	// LocalNVMeGB is the total instance-store NVMe size in GB (10^9 bytes), as
+	// EC2 reports it.
+	LocalNVMeGB int64 `json:"nvme,omitempty"`
+	NetworkMbps int64 `json:"net,omitempty"`
+	EBSMbps     int64 `json:"ebs,omitempty"`
+	MaxENIs     int32 `json:"enis"`
+	IPv4PerENI  int32 `json:"ips"`
+	BareMetal   bool  `json:"metal,omitempty"`
 	// Regions maps a region to where and at what price the type is offered.
 	Regions map[string]SnapshotRegion `json:"r"`
 }

@@ -1,0 +1,74 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/pricing"
+)
+
+// ClientOptions say how to reach AWS.
+type ClientOptions struct {
+	// Region of the cluster's instances. Required.
+	Region string
+	// Endpoint, when set, replaces every service's endpoint (the simulator, or a
+	// VPC endpoint proxy).
+	Endpoint string
+	// StaticCredentials, when set, replaces the default credential chain
+	// (environment, web identity / IRSA, Pod Identity, instance profile).
+	StaticCredentials *aws.Credentials
+	// RetryMaxBackoff bounds the wait between retries of throttled or failed
+	// calls; default the SDK's 20s.
+	RetryMaxBackoff time.Duration
+}
+
+// Clients are the SDK clients the provider uses.
+type Clients struct {
+	EC2     *ec2.Client
+	Pricing *pricing.Client
+}
+
+// NewClients loads the AWS configuration and builds the clients.
+func NewClients(ctx context.Context, o ClientOptions) (*Clients, error) {
+	if o.Region == "" {
+		return nil, fmt.Errorf("aws: region is required")
+	}
+	loaders := []func(*config.LoadOptions) error{
+		config.WithRegion(o.Region),
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(so *retry.StandardOptions) {
+				if o.RetryMaxBackoff > 0 {
+					so.MaxBackoff = o.RetryMaxBackoff
+				}
+			})
+		}),
+	}
+	if c := o.StaticCredentials; c != nil {
+		loaders = append(loaders, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loaders...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	endpoint := func(base **string) {
+		if o.Endpoint != "" {
+			*base = aws.String(o.Endpoint)
+		}
+	}
+	// The Pricing API lives only in a few regions; us-east-1 serves every
+	// region's prices.
+	pricingRegion := "us-east-1"
+	return &Clients{
+		EC2: ec2.NewFromConfig(cfg, func(opts *ec2.Options) { endpoint(&opts.BaseEndpoint) }),
+		Pricing: pricing.NewFromConfig(cfg, func(opts *pricing.Options) {
+			opts.Region = pricingRegion
+			endpoint(&opts.BaseEndpoint)
+		}),
+	}, nil
+}
