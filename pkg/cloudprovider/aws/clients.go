@@ -26,7 +26,16 @@ type ClientOptions struct {
 	// RetryMaxBackoff bounds the wait between retries of throttled or failed
 	// calls; default the SDK's 20s.
 	RetryMaxBackoff time.Duration
+	// MaxAttempts per call; default 5. The SDK's 3 leaves no room after two
+	// throttled attempts for the response cut by "use of closed network
+	// connection" that its transport sometimes yields on the next one
+	// (aws/aws-sdk-go-v2#2935; the SDK classifies it retryable), and EC2
+	// throttles exactly when the autoscaler is busiest.
+	MaxAttempts int
 }
+
+// defaultMaxAttempts is ClientOptions.MaxAttempts' default.
+const defaultMaxAttempts = 5
 
 // Clients are the SDK clients the provider uses.
 type Clients struct {
@@ -43,6 +52,10 @@ func NewClients(ctx context.Context, o ClientOptions) (*Clients, error) {
 		config.WithRegion(o.Region),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
+				so.MaxAttempts = defaultMaxAttempts
+				if o.MaxAttempts > 0 {
+					so.MaxAttempts = o.MaxAttempts
+				}
 				if o.RetryMaxBackoff > 0 {
 					so.MaxBackoff = o.RetryMaxBackoff
 				}

@@ -90,3 +90,14 @@ func TestSimulatorPagingAndErrors(t *testing.T) {
 		t.Errorf("an unsimulated action: want InvalidAction, got %v", err)
 	}
 }
+
+func TestClientsRetryFiveTimesByDefault(t *testing.T) {
+	e := newEnv(t)
+	if got := e.clients.EC2.Options().Retryer.MaxAttempts(); got != 5 {
+		t.Errorf("EC2 client makes %d attempts, want 5", got)
+	}
+	e.sim.Throttle("DescribeAvailabilityZones", 4)
+	if _, err := e.clients.EC2.DescribeAvailabilityZones(context.Background(), &ec2.DescribeAvailabilityZonesInput{}); err != nil {
+		t.Errorf("four throttled attempts then success must succeed: %v", err)
+	}
+}
