@@ -367,3 +367,23 @@ func BenchmarkFilter(b *testing.B) {
 	b.ReportMetric(float64(n), "types")
 	b.ReportMetric(float64(len(c.Types)), "catalog")
 }
+
+func TestRiskAdjustedPrice(t *testing.T) {
+	safe := Offering{CapacityType: v1.CapacityTypeSpot, Price: 0.10, Interruption: "<5%"}
+	risky := Offering{CapacityType: v1.CapacityTypeSpot, Price: 0.10, Interruption: ">20%"}
+	cheapRisky := Offering{CapacityType: v1.CapacityTypeSpot, Price: 0.089, Interruption: ">20%"}
+	onDemand := Offering{CapacityType: v1.CapacityTypeOnDemand, Price: 0.10}
+	w := DefaultSpotRiskWeight
+	if !(safe.RiskAdjustedPrice(w) < risky.RiskAdjustedPrice(w)) {
+		t.Error("at equal price the safer spot pool must win")
+	}
+	if !(cheapRisky.RiskAdjustedPrice(w) < safe.RiskAdjustedPrice(w)) {
+		t.Error("a risky pool more than 10% cheaper must still win at the default weight")
+	}
+	if risky.RiskAdjustedPrice(0) != 0.10 || onDemand.RiskAdjustedPrice(w) != 0.10 {
+		t.Error("weight 0 and on-demand offerings keep the raw price")
+	}
+	if got := risky.RiskAdjustedPrice(w); got < 0.1099 || got > 0.1101 {
+		t.Errorf(">20%% bucket at weight 0.1 = %v, want 0.11", got)
+	}
+}

@@ -74,6 +74,22 @@ func (o Offering) InterruptionRank() int {
 	}
 }
 
+// DefaultSpotRiskWeight is how much spot interruption risk weighs against price
+// by default: a pool in the ">20%" bucket must be 10% cheaper than a "<5%" one
+// to be chosen over it, and between equal prices the safer pool always wins.
+const DefaultSpotRiskWeight = 0.10
+
+// RiskAdjustedPrice is the price the solver compares offerings by: the hourly
+// price raised by weight x InterruptionRank/4, so weight is the premium the
+// riskiest spot bucket pays. Weight 0 compares raw prices (ties broken by the
+// caller), on-demand offerings are never adjusted.
+func (o Offering) RiskAdjustedPrice(weight float64) float64 {
+	if o.CapacityType != v1.CapacityTypeSpot || weight <= 0 {
+		return o.Price
+	}
+	return o.Price * (1 + weight*float64(o.InterruptionRank())/4)
+}
+
 // NodeSettings are the node-class settings that change a node's capacity and
 // allocatable: kubelet reservations and limits, the VM memory overhead and the
 // root volume.
