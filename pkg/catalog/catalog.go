@@ -111,7 +111,7 @@ func New(snap *Snapshot, region string, zones ZoneNames, unavailable *Unavailabl
 			if r.OnDemand > 0 {
 				it.Offerings = append(it.Offerings, Offering{Zone: zone, ZoneID: id, CapacityType: v1.CapacityTypeOnDemand, Price: r.OnDemand})
 			}
-			if len(r.Spot) > i {
+			if len(r.Spot) > i && r.Spot[i] > 0 {
 				it.Offerings = append(it.Offerings, Offering{Zone: zone, ZoneID: id, CapacityType: v1.CapacityTypeSpot, Price: r.Spot[i], Interruption: r.Interruption})
 			}
 		}

@@ -59,7 +59,8 @@ type SnapshotRegion struct {
 	ZoneIDs []string `json:"z"`
 	// OnDemand is the Linux on-demand price in $/h; 0 when not sold on demand.
 	OnDemand float64 `json:"od,omitempty"`
-	// Spot holds one recent spot price per zone, in ZoneIDs order.
+	// Spot holds one recent spot price per zone, in ZoneIDs order; 0 where spot
+	// is not offered in that zone.
 	Spot []float64 `json:"spot,omitempty"`
 	// Interruption is the spot interruption-frequency bucket: "<5%", "5-10%",
 	// "10-15%", "15-20%" or ">20%".
