@@ -21,11 +21,14 @@ import (
 
 // Requirement is the set of values one label key may take. The set is either
 // Values (complement false) or everything but Values (complement true), further
-// narrowed to integers in (greaterThan, lessThan) when those are set. A key that
-// must be absent is the empty, non-complement set.
+// narrowed to integers in (greaterThan, lessThan) when those are set.
+// Whether a node without the key satisfies it is kept apart (absentOK): an
+// impossible In [] and DoesNotExist have the same (empty) value set but differ
+// exactly there.
 type Requirement struct {
 	Key         string
 	complement  bool
+	absentOK    bool
 	values      sets.Set[string]
 	greaterThan *int64
 	lessThan    *int64
@@ -43,10 +46,12 @@ func New(key string, op corev1.NodeSelectorOperator, values ...string) (*Require
 		r.values.Insert(values...)
 	case corev1.NodeSelectorOpNotIn:
 		r.complement = true
+		r.absentOK = true
 		r.values.Insert(values...)
 	case corev1.NodeSelectorOpExists:
 		r.complement = true
 	case corev1.NodeSelectorOpDoesNotExist:
+		r.absentOK = true
 	case corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt, v1.NodeSelectorOpGte, v1.NodeSelectorOpLte:
 		if len(values) != 1 {
 			return nil, fmt.Errorf("requirement %s %s needs exactly one integer value, got %d", key, op, len(values))
@@ -99,15 +104,7 @@ func (r *Requirement) Has(value string) bool {
 
 // AllowsAbsent reports whether a node without the key satisfies the
 // requirement: NotIn and DoesNotExist do, In, Exists, Gt and Lt do not.
-func (r *Requirement) AllowsAbsent() bool {
-	if r.greaterThan != nil || r.lessThan != nil {
-		return false
-	}
-	if r.complement {
-		return r.values.Len() > 0 // NotIn; Exists has no values
-	}
-	return r.values.Len() == 0 // DoesNotExist
-}
+func (r *Requirement) AllowsAbsent() bool { return r.absentOK }
 
 // Operator returns the operator the requirement is equivalent to.
 func (r *Requirement) Operator() corev1.NodeSelectorOperator {
@@ -118,7 +115,7 @@ func (r *Requirement) Operator() corev1.NodeSelectorOperator {
 		return corev1.NodeSelectorOpExists
 	case r.complement:
 		return corev1.NodeSelectorOpNotIn
-	case r.values.Len() == 0:
+	case r.values.Len() == 0 && r.absentOK:
 		return corev1.NodeSelectorOpDoesNotExist
 	default:
 		return corev1.NodeSelectorOpIn
@@ -139,7 +136,8 @@ func (r *Requirement) Len() int {
 
 // Intersect returns the values allowed by both r and other (same key).
 func (r *Requirement) Intersect(other *Requirement) *Requirement {
-	out := &Requirement{Key: r.Key, greaterThan: maxPtr(r.greaterThan, other.greaterThan), lessThan: minPtr(r.lessThan, other.lessThan)}
+	out := &Requirement{Key: r.Key, greaterThan: maxPtr(r.greaterThan, other.greaterThan), lessThan: minPtr(r.lessThan, other.lessThan),
+		absentOK: r.absentOK && other.absentOK}
 	switch {
 	case r.complement && other.complement:
 		out.complement = true
