@@ -105,6 +105,9 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
 	}
+	// Tests poll; the default client rate limit (QPS 5) turns polls into
+	// rate-limiter waits that hide the reason a test is waiting.
+	cfg.QPS, cfg.Burst = 200, 400
 	cp := &ControlPlane{Config: cfg, Scheme: scheme, Dir: dir, env: env}
 	if cp.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, errors.Join(fmt.Errorf("creating client: %w", err), cp.Stop())

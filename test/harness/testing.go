@@ -83,7 +83,12 @@ func (c *ControlPlane) Eventually(t testing.TB, timeout time.Duration, what stri
 	t.Helper()
 	var last error
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		done, err := condition(ctx)
+		// Each attempt gets its own deadline: cut short by the overall one,
+		// it would fail with a deadline or rate-limiter error that hides why
+		// the test is still waiting.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		done, err := condition(actx)
 		if err != nil {
 			last = err
 			return false, nil
