@@ -106,7 +106,7 @@ func BenchmarkReferenceMix(b *testing.B) {
 
 // realPools are three NodePools over the real us-east-1 catalog: general
 // purpose spot and on-demand, arm64 behind a taint, GPUs behind a taint.
-func realPools(b *testing.B) []NodePool {
+func realPools(b testing.TB) []NodePool {
 	snap, err := catalog.EmbeddedSnapshot()
 	if err != nil {
 		b.Fatal(err)

@@ -1,5 +1,7 @@
 package scheduling
 
+import "math"
+
 // packShareable places the pods of shareable groups (no topology or affinity
 // of their own) by filling one node at a time with the pod that best matches
 // the node's remaining shape: the largest dot product of request and free
@@ -43,7 +45,7 @@ func (s *solver) fillNode(n *nodeState, groups []*podGroup) {
 	excluded := make([]bool, len(groups))
 	for {
 		free := n.capacity.Sub(n.used)
-		best, bestScore := -1, -1.0
+		best, bestScore := -1, math.Inf(-1)
 		for i, g := range groups {
 			if excluded[i] || g.next >= len(g.pods) || !g.info.requests.Fits(free) {
 				continue
@@ -64,13 +66,18 @@ func (s *solver) fillNode(n *nodeState, groups []*podGroup) {
 	}
 }
 
-// alignment is the dot product of req and free, each over capacity.
+// alignment scores placing req on a node with free of capacity left: the
+// utilization of the node's least-used resource afterwards, so each pod feeds
+// the resource that lags; among pods that feed it equally, the one that
+// adds least to the most-used resource, so the node stays balanced.
 func alignment(req, free, capacity Resources) float64 {
-	score := 0.0
-	for r := range req {
-		if capacity[r] > 0 {
-			score += float64(req[r]) / float64(capacity[r]) * float64(free[r]) / float64(capacity[r])
+	least, most := math.Inf(1), 0.0
+	for _, r := range []int{ResCPU, ResMemory} {
+		if capacity[r] <= 0 {
+			continue
 		}
+		u := 1 - float64(free[r]-req[r])/float64(capacity[r])
+		least, most = math.Min(least, u), math.Max(most, u)
 	}
-	return score
+	return least - most*1e-3
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
 )
@@ -53,6 +54,27 @@ func TestPlainPodsPackOntoCheapNodes(t *testing.T) {
 		}
 		if len(c.InstanceTypes) < 2 {
 			t.Errorf("claim keeps %d instance types; fallbacks are needed for launch", len(c.InstanceTypes))
+		}
+	}
+}
+
+// Memory-heavy and CPU-heavy pods must share nodes so neither resource is
+// stranded: 24 of each fill exactly three 16 vCPU, 32 GiB nodes. Taking the
+// memory-heavy pods first fills a node's memory with 4 vCPU unused, and
+// needs a fourth node for what is left.
+func TestMixedShapesShareNodes(t *testing.T) {
+	var pods []*corev1.Pod
+	for range 24 {
+		pods = append(pods, pod("1", "3Gi"), pod("1", "1Gi"))
+	}
+	plan := solve(t, pods, func(in *Input) {
+		in.NodePools[0].Requirements.Add(requirements.MustNew(awsv1.LabelInstanceCPU, corev1.NodeSelectorOpIn, "16"))
+	})
+	requireAllPlaced(t, plan, 48)
+	if len(plan.NodeClaims) != 3 {
+		t.Errorf("planned %d nodes of 16 vCPU, 32 GiB for 48 vCPU and 96 GiB of pods, want 3", len(plan.NodeClaims))
+		for _, c := range plan.NodeClaims {
+			t.Logf("%s: %s", c.InstanceTypes[0].Type.Name, c.Requests)
 		}
 	}
 }
