@@ -271,3 +271,41 @@ func minPtr[T cmp.Ordered](a, b *T) *T {
 	}
 	return a
 }
+
+// NodeSelectorRequirements writes the requirement back in the NodePool and
+// NodeClaim form, so a planned claim carries exactly what the plan allowed.
+func (r *Requirement) NodeSelectorRequirements() []v1.NodeSelectorRequirementWithMinValues {
+	out := func(op corev1.NodeSelectorOperator, values ...string) v1.NodeSelectorRequirementWithMinValues {
+		return v1.NodeSelectorRequirementWithMinValues{Key: r.Key, Operator: op, Values: values, MinValues: r.MinValues}
+	}
+	var list []v1.NodeSelectorRequirementWithMinValues
+	if !r.complement {
+		if r.values.Len() == 0 && r.absentOK {
+			return append(list, out(corev1.NodeSelectorOpDoesNotExist))
+		}
+		return append(list, out(corev1.NodeSelectorOpIn, r.Values()...))
+	}
+	if r.greaterThan != nil {
+		list = append(list, out(corev1.NodeSelectorOpGt, strconv.FormatInt(*r.greaterThan, 10)))
+	}
+	if r.lessThan != nil {
+		list = append(list, out(corev1.NodeSelectorOpLt, strconv.FormatInt(*r.lessThan, 10)))
+	}
+	if r.values.Len() > 0 {
+		list = append(list, out(corev1.NodeSelectorOpNotIn, r.Values()...))
+	}
+	// Gt and Lt already need the key; NotIn alone would allow its absence.
+	if !r.absentOK && r.greaterThan == nil && r.lessThan == nil {
+		list = append(list, out(corev1.NodeSelectorOpExists))
+	}
+	return list
+}
+
+// NodeSelectorRequirements writes every requirement back, sorted by key.
+func (rs Requirements) NodeSelectorRequirements() []v1.NodeSelectorRequirementWithMinValues {
+	var out []v1.NodeSelectorRequirementWithMinValues
+	for _, k := range rs.Keys() {
+		out = append(out, rs[k].NodeSelectorRequirements()...)
+	}
+	return out
+}

@@ -73,3 +73,40 @@ func TestRequirementsMatchesLabels(t *testing.T) {
 		t.Error("zone=b, a GPU, or no zone must not match")
 	}
 }
+
+// Writing requirements back and reading them again must give the same sets.
+func TestNodeSelectorRequirementsRoundTrip(t *testing.T) {
+	cases := [][]v1.NodeSelectorRequirementWithMinValues{
+		{{Key: "a", Operator: corev1.NodeSelectorOpIn, Values: []string{"x", "y"}, MinValues: ptrInt(2)}},
+		{{Key: "a", Operator: corev1.NodeSelectorOpNotIn, Values: []string{"x"}}},
+		{{Key: "a", Operator: corev1.NodeSelectorOpExists}, {Key: "a", Operator: corev1.NodeSelectorOpNotIn, Values: []string{"x"}}},
+		{{Key: "a", Operator: corev1.NodeSelectorOpDoesNotExist}},
+		{{Key: "n", Operator: corev1.NodeSelectorOpGt, Values: []string{"4"}}, {Key: "n", Operator: corev1.NodeSelectorOpLt, Values: []string{"9"}}},
+		{{Key: "n", Operator: corev1.NodeSelectorOpGt, Values: []string{"4"}}, {Key: "n", Operator: corev1.NodeSelectorOpNotIn, Values: []string{"6"}}},
+	}
+	probe := []string{"", "x", "y", "z", "3", "5", "6", "8", "9", "10"}
+	for i, in := range cases {
+		want, err := FromNodePool(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := FromNodePool(want.NodeSelectorRequirements())
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		for _, v := range probe {
+			labels := map[string]string{}
+			if v != "" {
+				labels["a"], labels["n"] = v, v
+			}
+			if want.Matches(labels) != got.Matches(labels) {
+				t.Errorf("case %d: %v and its round trip %v disagree on %q", i, in, want.NodeSelectorRequirements(), v)
+			}
+		}
+		if in[0].MinValues != nil && (got["a"].MinValues == nil || *got["a"].MinValues != *in[0].MinValues) {
+			t.Errorf("case %d: minValues lost", i)
+		}
+	}
+}
+
+func ptrInt(n int) *int { return &n }

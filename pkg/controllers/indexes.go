@@ -1,0 +1,51 @@
+// Package controllers holds what the reconcilers under it share: the cache
+// indexes they look objects up by, and their registration on a manager.
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+)
+
+// Cache index names.
+const (
+	// NodeProviderID indexes Nodes by spec.providerID: a NodeClaim finds its
+	// Node by the instance it launched.
+	NodeProviderID = "spec.providerID"
+	// NodeClaimProviderID indexes NodeClaims by status.providerID.
+	NodeClaimProviderID = "status.providerID"
+	// PodNodeName indexes Pods by spec.nodeName, for draining.
+	PodNodeName = "spec.nodeName"
+)
+
+// SetupIndexes registers the indexes on the manager's cache.
+func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
+	idx := mgr.GetFieldIndexer()
+	for _, i := range []struct {
+		obj client.Object
+		key string
+		fn  client.IndexerFunc
+	}{
+		{&corev1.Node{}, NodeProviderID, func(o client.Object) []string { return nonEmpty(o.(*corev1.Node).Spec.ProviderID) }},
+		{&v1.NodeClaim{}, NodeClaimProviderID, func(o client.Object) []string { return nonEmpty(o.(*v1.NodeClaim).Status.ProviderID) }},
+		{&corev1.Pod{}, PodNodeName, func(o client.Object) []string { return nonEmpty(o.(*corev1.Pod).Spec.NodeName) }},
+	} {
+		if err := idx.IndexField(ctx, i.obj, i.key, i.fn); err != nil {
+			return fmt.Errorf("indexing %T by %s: %w", i.obj, i.key, err)
+		}
+	}
+	return nil
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}

@@ -1,0 +1,336 @@
+// Package lifecycle takes a NodeClaim from creation to a Ready node:
+// Launched (the cloud provider started an instance), Registered (its Node
+// joined; labels, taints and ownership synced, the unregistered taint lifted),
+// Initialized (the Node is Ready, startup taints are gone and requested
+// extended resources are advertised). A claim whose Node never registers is
+// deleted after the registration TTL, so its pods get another node.
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/cloudprovider"
+	"github.com/nodewright/nodewright/pkg/controllers"
+)
+
+// Recorder emits Kubernetes events.
+type Recorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// Launcher is the part of the cloud provider this controller uses.
+type Launcher interface {
+	Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeClaim, error)
+}
+
+// Controller reconciles NodeClaims through their lifecycle.
+type Controller struct {
+	Kube     client.Client
+	Cloud    Launcher
+	Recorder Recorder
+	// RegistrationTTL is how long a launched claim may wait for its Node;
+	// default 15 minutes.
+	RegistrationTTL time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Reconcile advances one NodeClaim.
+func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	nc := &v1.NodeClaim{}
+	if err := c.Kube.Get(ctx, req.NamespacedName, nc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !nc.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	if !controllerutil.ContainsFinalizer(nc, v1.TerminationFinalizer) {
+		patch := client.MergeFrom(nc.DeepCopy())
+		controllerutil.AddFinalizer(nc, v1.TerminationFinalizer)
+		if err := c.Kube.Patch(ctx, nc, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer to nodeclaim %s: %w", nc.Name, err)
+		}
+	}
+	if !isTrue(nc, v1.ConditionTypeLaunched) {
+		return c.launch(ctx, nc)
+	}
+	node, err := c.node(ctx, nc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if node == nil {
+		return c.awaitRegistration(ctx, nc)
+	}
+	if !isTrue(nc, v1.ConditionTypeRegistered) {
+		if err := c.register(ctx, nc, node); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if !isTrue(nc, v1.ConditionTypeInitialized) {
+		return c.initialize(ctx, nc, node)
+	}
+	return ctrl.Result{}, nil
+}
+
+// launch asks the cloud for an instance. When no offering had capacity the
+// claim is deleted: the offerings that failed are now cached as unavailable,
+// so the next provisioning round plans around them.
+func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result, error) {
+	logger := log.FromContext(ctx).WithValues("nodeclaim", nc.Name)
+	launched, err := c.Cloud.Create(ctx, nc)
+	switch {
+	case cloudprovider.IsInsufficientCapacity(err):
+		c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "InsufficientCapacity", "Launch", "No offering had capacity, deleting the NodeClaim: %v", err)
+		logger.Info("insufficient capacity, deleting nodeclaim", "error", err.Error())
+		if err := c.Kube.Delete(ctx, nc); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("deleting nodeclaim %s after insufficient capacity: %w", nc.Name, err)
+		}
+		return ctrl.Result{}, nil
+	case cloudprovider.IsNodeClassNotReady(err):
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, c.setCondition(ctx, nc, v1.ConditionTypeLaunched, metav1.ConditionFalse, "NodeClassNotReady", err.Error())
+	case err != nil:
+		c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "LaunchFailed", "Launch", "Launching failed: %v", err)
+		return ctrl.Result{}, fmt.Errorf("launching nodeclaim %s: %w", nc.Name, err)
+	}
+	// Labels the instance resolved (type, zone, capacity type...) first:
+	// they are what a pending pod's selector needs to see on the claim.
+	patch := client.MergeFrom(nc.DeepCopy())
+	if nc.Labels == nil {
+		nc.Labels = map[string]string{}
+	}
+	for k, v := range launched.Labels {
+		nc.Labels[k] = v
+	}
+	if err := c.Kube.Patch(ctx, nc, patch); err != nil {
+		return ctrl.Result{}, fmt.Errorf("labelling nodeclaim %s: %w", nc.Name, err)
+	}
+	nc.Status.ProviderID = launched.Status.ProviderID
+	nc.Status.ImageID = launched.Status.ImageID
+	nc.Status.Capacity = launched.Status.Capacity
+	nc.Status.Allocatable = launched.Status.Allocatable
+	meta.SetStatusCondition(&nc.Status.Conditions, metav1.Condition{Type: v1.ConditionTypeLaunched, Status: metav1.ConditionTrue, Reason: "Launched", ObservedGeneration: nc.Generation})
+	if err := c.Kube.Status().Update(ctx, nc); err != nil {
+		return ctrl.Result{}, fmt.Errorf("recording launch of nodeclaim %s: %w", nc.Name, err)
+	}
+	logger.Info("launched", "providerID", nc.Status.ProviderID, "instanceType", nc.Labels[corev1.LabelInstanceTypeStable],
+		"zone", nc.Labels[corev1.LabelTopologyZone], "capacityType", nc.Labels[v1.CapacityTypeLabelKey])
+	c.Recorder.Eventf(nc, nil, corev1.EventTypeNormal, "Launched", "Launch", "Launched %s %s in %s",
+		nc.Labels[v1.CapacityTypeLabelKey], nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone])
+	return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+}
+
+// node finds the claim's Node by provider id.
+func (c *Controller) node(ctx context.Context, nc *v1.NodeClaim) (*corev1.Node, error) {
+	var nodes corev1.NodeList
+	if err := c.Kube.List(ctx, &nodes, client.MatchingFields{controllers.NodeProviderID: nc.Status.ProviderID}); err != nil {
+		return nil, fmt.Errorf("finding node of nodeclaim %s: %w", nc.Name, err)
+	}
+	switch len(nodes.Items) {
+	case 0:
+		return nil, nil
+	case 1:
+		return &nodes.Items[0], nil
+	default:
+		return nil, fmt.Errorf("nodeclaim %s: %d nodes have provider id %s", nc.Name, len(nodes.Items), nc.Status.ProviderID)
+	}
+}
+
+// awaitRegistration deletes a claim whose Node is overdue.
+func (c *Controller) awaitRegistration(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result, error) {
+	launched := meta.FindStatusCondition(nc.Status.Conditions, v1.ConditionTypeLaunched)
+	waited := c.now().Sub(launched.LastTransitionTime.Time)
+	if waited < c.ttl() {
+		return ctrl.Result{RequeueAfter: c.ttl() - waited}, nil
+	}
+	log.FromContext(ctx).Info("node did not register in time, deleting nodeclaim", "nodeclaim", nc.Name, "waited", waited.String())
+	c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "RegistrationTimeout", "Register", "No Node registered for %s within %s", nc.Status.ProviderID, c.ttl())
+	return ctrl.Result{}, client.IgnoreNotFound(c.Kube.Delete(ctx, nc))
+}
+
+// register syncs the claim onto its Node: labels, taints (the claim's and
+// its startup taints, without the unregistered one), the termination
+// finalizer and an owner reference, so the Node goes when the claim goes.
+func (c *Controller) register(ctx context.Context, nc *v1.NodeClaim, node *corev1.Node) error {
+	patch := client.MergeFrom(node.DeepCopy())
+	if node.Labels == nil {
+		node.Labels = map[string]string{}
+	}
+	for k, v := range nc.Labels {
+		node.Labels[k] = v
+	}
+	node.Labels[v1.NodeRegisteredLabelKey] = "true"
+	var taints []corev1.Taint
+	for _, t := range node.Spec.Taints {
+		if !t.MatchTaint(&v1.UnregisteredNoExecuteTaint) {
+			taints = append(taints, t)
+		}
+	}
+	for _, want := range append(append([]corev1.Taint{}, nc.Spec.Taints...), nc.Spec.StartupTaints...) {
+		if !hasTaint(taints, want) {
+			taints = append(taints, want)
+		}
+	}
+	node.Spec.Taints = taints
+	controllerutil.AddFinalizer(node, v1.TerminationFinalizer)
+	if !hasOwner(node, nc.UID) {
+		node.OwnerReferences = append(node.OwnerReferences, metav1.OwnerReference{
+			APIVersion: v1.SchemeGroupVersion.String(), Kind: "NodeClaim", Name: nc.Name, UID: nc.UID,
+		})
+	}
+	if err := c.Kube.Patch(ctx, node, patch); err != nil {
+		return fmt.Errorf("registering node %s of nodeclaim %s: %w", node.Name, nc.Name, err)
+	}
+	nc.Status.NodeName = node.Name
+	meta.SetStatusCondition(&nc.Status.Conditions, metav1.Condition{Type: v1.ConditionTypeRegistered, Status: metav1.ConditionTrue, Reason: "Registered", ObservedGeneration: nc.Generation})
+	if err := c.Kube.Status().Update(ctx, nc); err != nil {
+		return fmt.Errorf("recording registration of nodeclaim %s: %w", nc.Name, err)
+	}
+	log.FromContext(ctx).Info("registered", "nodeclaim", nc.Name, "node", node.Name)
+	return nil
+}
+
+// initialize marks the claim Initialized and Ready once its Node is Ready,
+// its startup taints are gone and the extended resources the pods asked
+// for are advertised.
+func (c *Controller) initialize(ctx context.Context, nc *v1.NodeClaim, node *corev1.Node) (ctrl.Result, error) {
+	if why := notInitialized(nc, node); why != "" {
+		return ctrl.Result{}, c.setCondition(ctx, nc, v1.ConditionTypeInitialized, metav1.ConditionFalse, "NotInitialized", why)
+	}
+	if node.Labels[v1.NodeInitializedLabelKey] != "true" {
+		patch := client.MergeFrom(node.DeepCopy())
+		node.Labels[v1.NodeInitializedLabelKey] = "true"
+		if err := c.Kube.Patch(ctx, node, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("labelling node %s initialized: %w", node.Name, err)
+		}
+	}
+	meta.SetStatusCondition(&nc.Status.Conditions, metav1.Condition{Type: v1.ConditionTypeInitialized, Status: metav1.ConditionTrue, Reason: "Initialized", ObservedGeneration: nc.Generation})
+	meta.SetStatusCondition(&nc.Status.Conditions, metav1.Condition{Type: v1.ConditionTypeReady, Status: metav1.ConditionTrue, Reason: "Ready", ObservedGeneration: nc.Generation})
+	if err := c.Kube.Status().Update(ctx, nc); err != nil {
+		return ctrl.Result{}, fmt.Errorf("recording initialization of nodeclaim %s: %w", nc.Name, err)
+	}
+	log.FromContext(ctx).Info("initialized", "nodeclaim", nc.Name, "node", node.Name)
+	return ctrl.Result{}, nil
+}
+
+func notInitialized(nc *v1.NodeClaim, node *corev1.Node) string {
+	ready := false
+	for _, cond := range node.Status.Conditions {
+		ready = ready || (cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue)
+	}
+	if !ready {
+		return fmt.Sprintf("node %s is not Ready", node.Name)
+	}
+	for _, t := range nc.Spec.StartupTaints {
+		if hasTaint(node.Spec.Taints, t) {
+			return fmt.Sprintf("node %s still has startup taint %s", node.Name, t.ToString())
+		}
+	}
+	if hasTaint(node.Spec.Taints, v1.UnregisteredNoExecuteTaint) {
+		return fmt.Sprintf("node %s still has taint %s", node.Name, v1.UnregisteredNoExecuteTaint.ToString())
+	}
+	for name, q := range nc.Spec.Resources.Requests {
+		if !extended(name) || q.IsZero() {
+			continue
+		}
+		if have, ok := node.Status.Allocatable[name]; !ok || have.IsZero() {
+			return fmt.Sprintf("node %s does not advertise %s yet", node.Name, name)
+		}
+	}
+	return ""
+}
+
+func extended(name corev1.ResourceName) bool {
+	switch name {
+	case corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourcePods, corev1.ResourceEphemeralStorage:
+		return false
+	}
+	return true
+}
+
+func (c *Controller) setCondition(ctx context.Context, nc *v1.NodeClaim, t string, status metav1.ConditionStatus, reason, message string) error {
+	before := nc.DeepCopy()
+	meta.SetStatusCondition(&nc.Status.Conditions, metav1.Condition{Type: t, Status: status, Reason: reason, Message: message, ObservedGeneration: nc.Generation})
+	if equality.Semantic.DeepEqual(before.Status, nc.Status) {
+		return nil
+	}
+	if err := c.Kube.Status().Update(ctx, nc); err != nil {
+		return fmt.Errorf("setting %s on nodeclaim %s: %w", t, nc.Name, err)
+	}
+	return nil
+}
+
+func (c *Controller) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Controller) ttl() time.Duration {
+	if c.RegistrationTTL > 0 {
+		return c.RegistrationTTL
+	}
+	return 15 * time.Minute
+}
+
+func isTrue(nc *v1.NodeClaim, t string) bool {
+	return meta.IsStatusConditionTrue(nc.Status.Conditions, t)
+}
+
+func hasTaint(taints []corev1.Taint, t corev1.Taint) bool {
+	for i := range taints {
+		if taints[i].MatchTaint(&t) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasOwner(o metav1.Object, uid types.UID) bool {
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.UID == uid {
+			return true
+		}
+	}
+	return false
+}
+
+// SetupWithManager watches NodeClaims, and Nodes mapped to their claim by
+// provider id (a Node joining or turning Ready advances its claim).
+func (c *Controller) SetupWithManager(mgr ctrl.Manager) error {
+	byProvider := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		node := o.(*corev1.Node)
+		if node.Spec.ProviderID == "" {
+			return nil
+		}
+		var claims v1.NodeClaimList
+		if err := c.Kube.List(ctx, &claims, client.MatchingFields{controllers.NodeClaimProviderID: node.Spec.ProviderID}); err != nil {
+			return nil
+		}
+		var out []reconcile.Request
+		for _, nc := range claims.Items {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: nc.Name}})
+		}
+		return out
+	})
+	return ctrl.NewControllerManagedBy(mgr).Named("nodeclaim.lifecycle").
+		For(&v1.NodeClaim{}).
+		Watches(&corev1.Node{}, byProvider).
+		Complete(c)
+}

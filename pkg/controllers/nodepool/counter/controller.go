@@ -1,0 +1,71 @@
+// Package counter keeps a NodePool's status.resources and status.nodes: the
+// capacity of its launched NodeClaims and how many it has, what
+// `kubectl get nodepools` shows and limits are read against.
+package counter
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+)
+
+// Controller sums a NodePool's NodeClaims into its status.
+type Controller struct {
+	Kube client.Client
+}
+
+// Reconcile recomputes one NodePool's status.
+func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	np := &v1.NodePool{}
+	if err := c.Kube.Get(ctx, req.NamespacedName, np); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	var claims v1.NodeClaimList
+	if err := c.Kube.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing nodeclaims of nodepool %s: %w", np.Name, err)
+	}
+	total := corev1.ResourceList{}
+	var nodes int64
+	for _, nc := range claims.Items {
+		nodes++
+		for k, q := range nc.Status.Capacity {
+			sum := total[k]
+			sum.Add(q)
+			total[k] = sum
+		}
+	}
+	total[corev1.ResourceName("nodes")] = *resource.NewQuantity(nodes, resource.DecimalSI)
+	before := np.Status.DeepCopy()
+	np.Status.Resources = total
+	np.Status.Nodes = &nodes
+	if equality.Semantic.DeepEqual(before, &np.Status) {
+		return ctrl.Result{}, nil
+	}
+	if err := c.Kube.Status().Update(ctx, np); err != nil {
+		return ctrl.Result{}, fmt.Errorf("updating status of nodepool %s: %w", np.Name, err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager watches NodePools and their NodeClaims.
+func (c *Controller) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).Named("nodepool.counter").
+		For(&v1.NodePool{}).
+		Watches(&v1.NodeClaim{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			if name := o.GetLabels()[v1.NodePoolLabelKey]; name != "" {
+				return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
+			}
+			return nil
+		})).
+		Complete(c)
+}

@@ -1,0 +1,51 @@
+package provisioning
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/nodewright/nodewright/pkg/state"
+)
+
+// PodTrigger starts a provisioning round when kube-scheduler marks a pod
+// unschedulable. A pod that stays pending re-triggers every recheck, so a
+// NodePool or node class that becomes usable later still gets it a node.
+type PodTrigger struct {
+	Reader  client.Reader
+	Batcher *Batcher
+	Recheck time.Duration
+}
+
+// Reconcile triggers the batcher for a provisionable pod.
+func (r *PodTrigger) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	pod := &corev1.Pod{}
+	if err := r.Reader.Get(ctx, req.NamespacedName, pod); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !state.Provisionable(pod) {
+		return ctrl.Result{}, nil
+	}
+	r.Batcher.Trigger()
+	return ctrl.Result{RequeueAfter: r.Recheck}, nil
+}
+
+// SetupWithManager watches pods, reacting only to those that may need room.
+func (r *PodTrigger) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Recheck == 0 {
+		r.Recheck = time.Minute
+	}
+	pending := predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return state.Provisionable(e.Object.(*corev1.Pod)) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return state.Provisionable(e.ObjectNew.(*corev1.Pod)) },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+	return ctrl.NewControllerManagedBy(mgr).Named("provisioning.pods").
+		For(&corev1.Pod{}).WithEventFilter(pending).Complete(r)
+}

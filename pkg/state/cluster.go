@@ -1,0 +1,278 @@
+// Package state is the provisioner's view of the cluster: nodes, the
+// NodeClaims in flight, the pods bound to each and the pods waiting, read from
+// the manager's informer cache. It turns them into the solver's input so that
+// capacity already launched (or about to be) is used before anything new.
+package state
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/scheduling"
+	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
+)
+
+// Cluster reads the cluster through an informer-backed reader and remembers
+// the NodeClaims it was told were created until the reader sees them, so a
+// provisioning round right after another never launches the same capacity
+// twice because the cache lagged.
+type Cluster struct {
+	reader client.Reader
+
+	mu      sync.Mutex
+	created map[string]createdClaim
+}
+
+type createdClaim struct {
+	claim *v1.NodeClaim
+	at    time.Time
+}
+
+// createdTTL bounds how long a created claim is remembered without the cache
+// seeing it (a claim deleted before the cache caught up must not linger).
+const createdTTL = time.Minute
+
+// NewCluster reads through reader (the manager's cache).
+func NewCluster(reader client.Reader) *Cluster {
+	return &Cluster{reader: reader, created: map[string]createdClaim{}}
+}
+
+// ClaimCreated records a NodeClaim the provisioner just created.
+func (c *Cluster) ClaimCreated(nc *v1.NodeClaim) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.created[nc.Name] = createdClaim{nc.DeepCopy(), time.Now()}
+}
+
+// Snapshot is the cluster at one moment, in the solver's terms.
+type Snapshot struct {
+	// Pending are the pods kube-scheduler could not place.
+	Pending []*corev1.Pod
+	// Nodes are existing nodes and in-flight NodeClaims, with bound pods.
+	Nodes []scheduling.Node
+	// DaemonSets holds one template pod per DaemonSet.
+	DaemonSets []*corev1.Pod
+	// VolumeZones are the zones a pending pod's bound volumes pin it to.
+	VolumeZones map[types.UID][]string
+	// Claims are the live (not deleting) NodeClaims by pool.
+	Claims map[string][]*v1.NodeClaim
+}
+
+// Snapshot lists everything and assembles the view.
+func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
+	var (
+		nodes  corev1.NodeList
+		claims v1.NodeClaimList
+		pods   corev1.PodList
+		dss    appsv1.DaemonSetList
+	)
+	for what, list := range map[string]client.ObjectList{"nodes": &nodes, "nodeclaims": &claims, "pods": &pods, "daemonsets": &dss} {
+		if err := c.reader.List(ctx, list); err != nil {
+			return nil, fmt.Errorf("listing %s: %w", what, err)
+		}
+	}
+	s := &Snapshot{Claims: map[string][]*v1.NodeClaim{}, VolumeZones: map[types.UID][]string{}}
+	byNode := map[string][]*corev1.Pod{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		switch {
+		case p.Spec.NodeName != "":
+			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+				byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
+			}
+		case Provisionable(p):
+			s.Pending = append(s.Pending, p)
+		}
+	}
+	if err := c.volumeZones(ctx, s); err != nil {
+		return nil, err
+	}
+	for i := range dss.Items {
+		ds := &dss.Items[i]
+		s.DaemonSets = append(s.DaemonSets, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: ds.Name, Namespace: ds.Namespace, Labels: ds.Spec.Template.Labels},
+			Spec:       ds.Spec.Template.Spec,
+		})
+	}
+
+	claimByProvider := map[string]*v1.NodeClaim{}
+	seen := map[string]bool{}
+	live := func(nc *v1.NodeClaim) {
+		seen[nc.Name] = true
+		if nc.DeletionTimestamp.IsZero() {
+			s.Claims[nc.Labels[v1.NodePoolLabelKey]] = append(s.Claims[nc.Labels[v1.NodePoolLabelKey]], nc)
+		}
+		if nc.Status.ProviderID != "" {
+			claimByProvider[nc.Status.ProviderID] = nc
+		}
+	}
+	for i := range claims.Items {
+		live(&claims.Items[i])
+	}
+	c.mu.Lock()
+	for name, cc := range c.created {
+		switch {
+		case seen[name] || time.Since(cc.at) > createdTTL:
+			delete(c.created, name)
+		default:
+			live(cc.claim)
+		}
+	}
+	c.mu.Unlock()
+
+	hasNode := map[string]bool{}
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
+		nc := claimByProvider[n.Spec.ProviderID]
+		if nc != nil {
+			hasNode[nc.Name] = true
+		}
+		if !n.DeletionTimestamp.IsZero() || (nc != nil && !nc.DeletionTimestamp.IsZero()) {
+			continue
+		}
+		s.Nodes = append(s.Nodes, nodeView(n, nc, byNode[n.Name]))
+	}
+	for _, list := range s.Claims {
+		for _, nc := range list {
+			if !hasNode[nc.Name] {
+				s.Nodes = append(s.Nodes, inFlightView(nc))
+			}
+		}
+	}
+	return s, nil
+}
+
+// volumeZones pins pending pods with bound persistent volumes to the zones
+// those volumes' node affinity names (an EBS volume lives in one zone).
+func (c *Cluster) volumeZones(ctx context.Context, s *Snapshot) error {
+	for _, p := range s.Pending {
+		var zones []string
+		for _, vol := range p.Spec.Volumes {
+			if vol.PersistentVolumeClaim == nil {
+				continue
+			}
+			pvc := &corev1.PersistentVolumeClaim{}
+			if err := c.reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: vol.PersistentVolumeClaim.ClaimName}, pvc); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue
+				}
+				return fmt.Errorf("reading claim %s/%s of pod %s: %w", p.Namespace, vol.PersistentVolumeClaim.ClaimName, p.Name, err)
+			}
+			if pvc.Spec.VolumeName == "" {
+				continue
+			}
+			pv := &corev1.PersistentVolume{}
+			if err := c.reader.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue
+				}
+				return fmt.Errorf("reading volume %s of pod %s/%s: %w", pvc.Spec.VolumeName, p.Namespace, p.Name, err)
+			}
+			if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+				continue
+			}
+			for _, term := range pv.Spec.NodeAffinity.Required.NodeSelectorTerms {
+				for _, e := range term.MatchExpressions {
+					if (e.Key == corev1.LabelTopologyZone || e.Key == corev1.LabelFailureDomainBetaZone) && e.Operator == corev1.NodeSelectorOpIn {
+						zones = append(zones, e.Values...)
+					}
+				}
+			}
+		}
+		if len(zones) > 0 {
+			s.VolumeZones[p.UID] = zones
+		}
+	}
+	return nil
+}
+
+// nodeView is a node as the solver should see it. A node still starting
+// (registered, not initialized) carries the unregistered taint and startup
+// taints that go away on their own: it is seen with its claim's taints only,
+// or pods waiting for it would make the provisioner launch another.
+func nodeView(n *corev1.Node, nc *v1.NodeClaim, pods []*corev1.Pod) scheduling.Node {
+	view := scheduling.Node{Name: n.Name, Labels: n.Labels, Taints: n.Spec.Taints, Allocatable: n.Status.Allocatable, Pods: pods}
+	if nc != nil && !conditionTrue(nc.Status.Conditions, v1.ConditionTypeInitialized) {
+		view.Taints = nc.Spec.Taints
+		labels := map[string]string{}
+		for k, v := range nc.Labels {
+			labels[k] = v
+		}
+		for k, v := range n.Labels {
+			labels[k] = v
+		}
+		view.Labels = labels
+		if len(view.Allocatable) == 0 {
+			view.Allocatable = nc.Status.Allocatable
+		}
+	}
+	return view
+}
+
+// inFlightView is a NodeClaim with no Node yet. Before launch its size is
+// the requests it was planned for (the pods it was made for fit exactly);
+// after launch, the instance's allocatable. Its labels are the launched
+// instance's, or the single-valued requirements before launch.
+func inFlightView(nc *v1.NodeClaim) scheduling.Node {
+	labels := map[string]string{}
+	if reqs, err := requirements.FromNodePool(nc.Spec.Requirements); err == nil {
+		for k, r := range reqs {
+			if vals := r.Values(); r.Operator() == corev1.NodeSelectorOpIn && len(vals) == 1 {
+				labels[k] = vals[0]
+			}
+		}
+	}
+	for k, v := range nc.Labels {
+		labels[k] = v
+	}
+	labels[corev1.LabelHostname] = nc.Name
+	alloc := nc.Status.Allocatable
+	if len(alloc) == 0 {
+		alloc = nc.Spec.Resources.Requests.DeepCopy()
+		if _, ok := alloc[corev1.ResourcePods]; !ok {
+			alloc[corev1.ResourcePods] = resource.MustParse("110")
+		}
+	}
+	return scheduling.Node{Name: nc.Name, Labels: labels, Taints: nc.Spec.Taints, Allocatable: alloc}
+}
+
+// Provisionable reports whether a pod is one the provisioner should find
+// room for: unbound, not terminating, not gated, marked unschedulable by
+// kube-scheduler, and not a DaemonSet pod (those follow nodes).
+func Provisionable(p *corev1.Pod) bool {
+	if p.Spec.NodeName != "" || !p.DeletionTimestamp.IsZero() || len(p.Spec.SchedulingGates) > 0 ||
+		p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return false
+	}
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "DaemonSet" {
+			return false
+		}
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return true
+		}
+	}
+	return false
+}
+
+func conditionTrue(conds []metav1.Condition, t string) bool {
+	for _, c := range conds {
+		if c.Type == t {
+			return c.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
