@@ -67,3 +67,7 @@ func (d NillableDuration) String() string {
 
 // IsNever reports whether the duration never elapses.
 func (d NillableDuration) IsNever() bool { return d.raw == Never }
+
+// IsZero reports an unset duration, so that a client leaving it out sends
+// nothing and the apiserver applies the CRD default ("" is not a duration).
+func (d NillableDuration) IsZero() bool { return d.raw == "" && d.Duration == nil }

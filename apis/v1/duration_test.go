@@ -2,6 +2,7 @@ package v1
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,5 +44,20 @@ func TestNillableDurationRejectsGarbage(t *testing.T) {
 		if err := json.Unmarshal([]byte(in), &d); err == nil {
 			t.Errorf("%s was accepted", in)
 		}
+	}
+}
+
+// An unset duration is left out of the JSON, so the CRD default applies.
+func TestUnsetDurationIsOmitted(t *testing.T) {
+	b, err := json.Marshal(NodeClaimSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "expireAfter") {
+		t.Errorf("an unset expireAfter is sent: %s", b)
+	}
+	b, err = json.Marshal(NodeClaimSpec{ExpireAfter: MustParseNillableDuration("Never")})
+	if err != nil || !strings.Contains(string(b), `"expireAfter":"Never"`) {
+		t.Errorf("Never is not sent: %s %v", b, err)
 	}
 }

@@ -50,7 +50,7 @@ type NodeClaimSpec struct {
 	// +kubebuilder:validation:Type="string"
 	// +kubebuilder:validation:Schemaless
 	// +optional
-	ExpireAfter NillableDuration `json:"expireAfter,omitempty"`
+	ExpireAfter NillableDuration `json:"expireAfter,omitempty,omitzero"`
 }
 
 // NodeSelectorRequirementWithMinValues is a node selector requirement that may

@@ -51,7 +51,7 @@ type Disruption struct {
 	// +kubebuilder:validation:Type="string"
 	// +kubebuilder:validation:Schemaless
 	// +optional
-	ConsolidateAfter NillableDuration `json:"consolidateAfter,omitempty"`
+	ConsolidateAfter NillableDuration `json:"consolidateAfter,omitempty,omitzero"`
 	// ConsolidationPolicy describes which nodes nodewright can disrupt through its
 	// consolidation algorithm: only empty ones, or empty and underutilized ones.
 	// +kubebuilder:default:="WhenEmptyOrUnderutilized"
@@ -193,7 +193,7 @@ type NodeClaimTemplateSpec struct {
 	// +kubebuilder:validation:Type="string"
 	// +kubebuilder:validation:Schemaless
 	// +optional
-	ExpireAfter NillableDuration `json:"expireAfter,omitempty"`
+	ExpireAfter NillableDuration `json:"expireAfter,omitempty,omitzero"`
 }
 
 // NodePoolStatus is what nodewright observed of a NodePool's nodes.

@@ -1,0 +1,50 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/nodewright/nodewright/pkg/cloudprovider"
+	"github.com/nodewright/nodewright/pkg/controllers"
+	nodetermination "github.com/nodewright/nodewright/pkg/controllers/node/termination"
+	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/garbagecollection"
+	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/lifecycle"
+	claimtermination "github.com/nodewright/nodewright/pkg/controllers/nodeclaim/termination"
+	"github.com/nodewright/nodewright/pkg/controllers/nodepool/counter"
+	"github.com/nodewright/nodewright/pkg/controllers/provisioning"
+	"github.com/nodewright/nodewright/pkg/state"
+)
+
+// RegisterControllers adds the cloud-independent controllers to the
+// manager, driving cloud.
+func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.CloudProvider) error {
+	mgr := o.Manager
+	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
+		return err
+	}
+	kube := mgr.GetClient()
+	recorder := mgr.GetEventRecorder("nodewright")
+	batcher := provisioning.NewBatcher(o.Options.BatchIdleDuration, o.Options.BatchMaxDuration)
+	cluster := state.NewCluster(kube)
+	if err := mgr.Add(provisioning.New(kube, cluster, cloud, batcher, recorder, provisioning.Options{SpotRiskWeight: -1})); err != nil {
+		return fmt.Errorf("adding provisioner: %w", err)
+	}
+	if err := mgr.Add(&garbagecollection.Controller{Kube: kube, Cloud: cloud}); err != nil {
+		return fmt.Errorf("adding garbage collection: %w", err)
+	}
+	for name, c := range map[string]interface {
+		SetupWithManager(ctrl.Manager) error
+	}{
+		"provisioning trigger":  &provisioning.PodTrigger{Reader: kube, Batcher: batcher},
+		"nodeclaim lifecycle":   &lifecycle.Controller{Kube: kube, Cloud: cloud, Recorder: recorder},
+		"nodeclaim termination": &claimtermination.Controller{Kube: kube, Cloud: cloud, Recorder: recorder},
+		"node termination":      &nodetermination.Controller{Kube: kube},
+		"nodepool counter":      &counter.Controller{Kube: kube},
+	} {
+		if err := c.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up %s controller: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package state
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/test/harness"
+)
+
+var cp *harness.ControlPlane
+
+func TestMain(m *testing.M) { harness.Main(m, harness.Options{}, &cp) }
+
+func unschedulable(p *corev1.Pod) *corev1.Pod {
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}
+	return p
+}
+
+func TestProvisionable(t *testing.T) {
+	base := func() *corev1.Pod {
+		return unschedulable(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{Phase: corev1.PodPending}})
+	}
+	if !Provisionable(base()) {
+		t.Fatal("an unschedulable pending pod is not provisionable")
+	}
+	for name, mutate := range map[string]func(*corev1.Pod){
+		"bound":          func(p *corev1.Pod) { p.Spec.NodeName = "n" },
+		"gated":          func(p *corev1.Pod) { p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "g"}} },
+		"terminating":    func(p *corev1.Pod) { now := metav1.Now(); p.DeletionTimestamp = &now },
+		"daemonset":      func(p *corev1.Pod) { p.OwnerReferences = []metav1.OwnerReference{{Kind: "DaemonSet", Name: "d"}} },
+		"not yet tried":  func(p *corev1.Pod) { p.Status.Conditions = nil },
+		"finished":       func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded },
+		"other reason":   func(p *corev1.Pod) { p.Status.Conditions[0].Reason = "SchedulerError" },
+		"scheduled true": func(p *corev1.Pod) { p.Status.Conditions[0].Status = corev1.ConditionTrue },
+	} {
+		p := base()
+		mutate(p)
+		if Provisionable(p) {
+			t.Errorf("%s pod is provisionable", name)
+		}
+	}
+}
+
+// In-flight capacity must be visible: a claim not launched yet counts with
+// its planned requests, a launched one with its allocatable, a registering
+// node without the taints that go away at startup, and a claim the cache
+// has not seen yet still counts; deleting claims do not.
+func TestSnapshotSeesInFlightCapacity(t *testing.T) {
+	ctx := context.Background()
+	ns := cp.Namespace(t)
+	pool := harness.Name("pool")
+	mk := func(name string, launched bool) *v1.NodeClaim {
+		nc := &v1.NodeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: harness.Name(name), Labels: map[string]string{v1.NodePoolLabelKey: pool}},
+			Spec: v1.NodeClaimSpec{
+				NodeClassRef: &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"},
+				Requirements: []v1.NodeSelectorRequirementWithMinValues{
+					{Key: corev1.LabelTopologyZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"zone-a"}},
+					{Key: corev1.LabelInstanceTypeStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"m5.large", "m5.xlarge"}},
+				},
+				Resources: v1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1500m")}},
+				Taints:    []corev1.Taint{{Key: "team", Value: "a", Effect: corev1.TaintEffectNoSchedule}},
+			},
+		}
+		if err := cp.Client.Create(ctx, nc); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cp.Client.Delete(ctx, nc) })
+		if launched {
+			nc.Status.ProviderID = "aws:///zone-a/i-" + nc.Name
+			nc.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("3920m"), corev1.ResourcePods: resource.MustParse("58")}
+			nc.Status.Conditions = []metav1.Condition{{Type: v1.ConditionTypeLaunched, Status: metav1.ConditionTrue, Reason: "Launched", LastTransitionTime: metav1.Now()}}
+			if err := cp.Client.Status().Update(ctx, nc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return nc
+	}
+	planned := mk("planned", false)
+	registering := mk("registering", true)
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: harness.Name("node"), Labels: map[string]string{corev1.LabelInstanceTypeStable: "m5.xlarge"}},
+		Spec:       corev1.NodeSpec{ProviderID: registering.Status.ProviderID, Taints: []corev1.Taint{v1.UnregisteredNoExecuteTaint}},
+	}
+	if err := cp.Client.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Client.Delete(ctx, node) })
+	pod := unschedulable(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "waiting", Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}}})
+	status := pod.Status
+	if err := cp.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = status
+	if err := cp.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+
+	cluster := NewCluster(cp.Client)
+	unseen := planned.DeepCopy()
+	unseen.Name = harness.Name("unseen")
+	cluster.ClaimCreated(unseen)
+
+	snap, err := cluster.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	views := map[string]bool{}
+	for _, n := range snap.Nodes {
+		views[n.Name] = true
+		switch n.Name {
+		case planned.Name, unseen.Name:
+			if n.Allocatable.Cpu().MilliValue() != 1500 || n.Labels[corev1.LabelTopologyZone] != "zone-a" || n.Labels[corev1.LabelInstanceTypeStable] != "" {
+				t.Errorf("unlaunched claim %s seen as %+v; want its requests, its one zone, no single type", n.Name, n)
+			}
+		case node.Name:
+			if len(n.Taints) != 1 || n.Taints[0].Key != "team" || n.Labels[v1.NodePoolLabelKey] != pool {
+				t.Errorf("registering node seen with taints %v labels %v; want the claim's taints and labels", n.Taints, n.Labels)
+			}
+		case registering.Name:
+			t.Errorf("claim %s counted twice: as itself and as its node", n.Name)
+		}
+	}
+	for _, want := range []string{planned.Name, unseen.Name, node.Name} {
+		if !views[want] {
+			t.Errorf("%s missing from the snapshot", want)
+		}
+	}
+	found := false
+	for _, p := range snap.Pending {
+		found = found || p.Name == "waiting" && p.Namespace == ns
+	}
+	if !found {
+		t.Error("the unschedulable pod is not pending in the snapshot")
+	}
+
+	if err := cp.Client.Delete(ctx, planned); err != nil {
+		t.Fatal(err)
+	}
+	snap, err = cluster.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range snap.Nodes {
+		if n.Name == planned.Name {
+			t.Error("a deleted claim still offers capacity")
+		}
+	}
+}
