@@ -26,6 +26,7 @@ func TestOperatorElectsLeaderAndServesProbes(t *testing.T) {
 	probeAddr := freeAddr(t)
 	op, err := New(cp.Config, Options{
 		ClusterName: "test", MetricsAddr: "0", HealthProbeAddr: probeAddr, LeaderElection: true,
+		Region: "ap-northeast-2", ClusterEndpoint: cp.Config.Host, ClusterCIDR: "10.100.0.0/16",
 		LeaderElectionNamespace: ns, BatchIdleDuration: time.Second, BatchMaxDuration: 10 * time.Second, LogLevel: "error",
 	})
 	if err != nil {

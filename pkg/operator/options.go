@@ -33,6 +33,19 @@ type Options struct {
 	BatchMaxDuration time.Duration
 	// LogLevel is debug, info or error. Default info.
 	LogLevel string
+	// Region is the AWS region instances launch in. Required.
+	Region string
+	// AWSEndpoint, when set, replaces every AWS service endpoint: a VPC
+	// endpoint proxy, or the simulator in tests and the demo.
+	AWSEndpoint string
+	// ClusterEndpoint is the API server URL new nodes join. Required.
+	ClusterEndpoint string
+	// ClusterCIDR is the cluster's service CIDR; nodes derive their DNS
+	// address from it. Required.
+	ClusterCIDR string
+	// VMMemoryOverheadPercent is the share of an instance type's memory the
+	// hypervisor keeps, subtracted before allocatable. Default 0.075.
+	VMMemoryOverheadPercent float64
 }
 
 // leaderElectionID names the Lease the replicas contend for.
@@ -83,6 +96,23 @@ func ParseOptions(args []string, env func(string) string) (Options, error) {
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", namespace, "namespace of the leader election Lease (env SYSTEM_NAMESPACE)")
 	fs.DurationVar(&o.BatchIdleDuration, "batch-idle-duration", durationEnv("BATCH_IDLE_DURATION", time.Second), "end a batch of pending pods after this long without a new one (env BATCH_IDLE_DURATION)")
 	fs.DurationVar(&o.BatchMaxDuration, "batch-max-duration", durationEnv("BATCH_MAX_DURATION", 10*time.Second), "end a batch of pending pods after this long (env BATCH_MAX_DURATION)")
+	floatEnv := func(key string, def float64) float64 {
+		v := env(key)
+		if v == "" {
+			return def
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a number", key, v))
+			return def
+		}
+		return f
+	}
+	fs.StringVar(&o.Region, "region", env("AWS_REGION"), "AWS region instances launch in (env AWS_REGION)")
+	fs.StringVar(&o.AWSEndpoint, "aws-endpoint", env("AWS_ENDPOINT_URL"), "replace every AWS service endpoint, e.g. a proxy (env AWS_ENDPOINT_URL)")
+	fs.StringVar(&o.ClusterEndpoint, "cluster-endpoint", env("CLUSTER_ENDPOINT"), "API server URL new nodes join (env CLUSTER_ENDPOINT)")
+	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", env("CLUSTER_CIDR"), "the cluster's service CIDR, for node DNS (env CLUSTER_CIDR)")
+	fs.Float64Var(&o.VMMemoryOverheadPercent, "vm-memory-overhead-percent", floatEnv("VM_MEMORY_OVERHEAD_PERCENT", 0.075), "share of memory the hypervisor keeps (env VM_MEMORY_OVERHEAD_PERCENT)")
 	fs.StringVar(&o.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info or error (env LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -109,6 +139,17 @@ func (o Options) Validate() error {
 	}
 	if o.BatchMaxDuration < o.BatchIdleDuration {
 		errs = append(errs, fmt.Errorf("--batch-max-duration (%s) must not be shorter than --batch-idle-duration (%s)", o.BatchMaxDuration, o.BatchIdleDuration))
+	}
+	for _, f := range []struct{ flag, value string }{
+		{"--region (or AWS_REGION)", o.Region}, {"--cluster-endpoint (or CLUSTER_ENDPOINT)", o.ClusterEndpoint},
+		{"--cluster-cidr (or CLUSTER_CIDR)", o.ClusterCIDR},
+	} {
+		if f.value == "" {
+			errs = append(errs, fmt.Errorf("%s is required", f.flag))
+		}
+	}
+	if o.VMMemoryOverheadPercent < 0 || o.VMMemoryOverheadPercent >= 1 {
+		errs = append(errs, fmt.Errorf("--vm-memory-overhead-percent must be a fraction in [0, 1), got %v", o.VMMemoryOverheadPercent))
 	}
 	switch o.LogLevel {
 	case "debug", "info", "error":

@@ -8,20 +8,26 @@ import (
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
+// required are the flags every test run needs besides the one it checks.
+var required = []string{"--region=ap-northeast-2", "--cluster-endpoint=https://api.example", "--cluster-cidr=10.100.0.0/16"}
+
+func with(args ...string) []string { return append(append([]string{}, required...), args...) }
+
 func TestParseOptionsDefaults(t *testing.T) {
-	o, err := ParseOptions([]string{"--cluster-name=prod"}, env(nil))
+	o, err := ParseOptions(with("--cluster-name=prod"), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Options{ClusterName: "prod", MetricsAddr: ":8080", HealthProbeAddr: ":8081", LeaderElection: true,
-		LeaderElectionNamespace: "kube-system", BatchIdleDuration: time.Second, BatchMaxDuration: 10 * time.Second, LogLevel: "info"}
+		LeaderElectionNamespace: "kube-system", BatchIdleDuration: time.Second, BatchMaxDuration: 10 * time.Second, LogLevel: "info",
+		Region: "ap-northeast-2", ClusterEndpoint: "https://api.example", ClusterCIDR: "10.100.0.0/16", VMMemoryOverheadPercent: 0.075}
 	if o != want {
 		t.Errorf("defaults = %+v\nwant       %+v", o, want)
 	}
 }
 
 func TestParseOptionsEnvAndFlags(t *testing.T) {
-	o, err := ParseOptions([]string{"--batch-max-duration=20s"}, env(map[string]string{
+	o, err := ParseOptions(with("--batch-max-duration=20s"), env(map[string]string{
 		"CLUSTER_NAME": "staging", "SYSTEM_NAMESPACE": "nodewright", "BATCH_IDLE_DURATION": "500ms",
 		"BATCH_MAX_DURATION": "5s", "LEADER_ELECT": "false", "LOG_LEVEL": "debug",
 	}))
@@ -44,12 +50,16 @@ func TestParseOptionsErrorsNameTheSetting(t *testing.T) {
 		msg  string
 	}{
 		{nil, nil, "--cluster-name (or CLUSTER_NAME) is required"},
-		{[]string{"--cluster-name=a", "--batch-idle-duration=0s"}, nil, "--batch-idle-duration must be positive"},
-		{[]string{"--cluster-name=a", "--batch-idle-duration=5s", "--batch-max-duration=1s"}, nil, "--batch-max-duration (1s) must not be shorter"},
-		{[]string{"--cluster-name=a", "--log-level=loud"}, nil, `--log-level must be debug, info or error, got "loud"`},
-		{[]string{"--cluster-name=a"}, map[string]string{"BATCH_IDLE_DURATION": "soon"}, `BATCH_IDLE_DURATION="soon": not a duration`},
-		{[]string{"--cluster-name=a"}, map[string]string{"LEADER_ELECT": "maybe"}, `LEADER_ELECT="maybe": not true or false`},
-		{[]string{"--cluster-name=a", "--no-such-flag"}, nil, "flag provided but not defined: -no-such-flag"},
+		{with("--cluster-name=a", "--batch-idle-duration=0s"), nil, "--batch-idle-duration must be positive"},
+		{with("--cluster-name=a", "--batch-idle-duration=5s", "--batch-max-duration=1s"), nil, "--batch-max-duration (1s) must not be shorter"},
+		{with("--cluster-name=a", "--log-level=loud"), nil, `--log-level must be debug, info or error, got "loud"`},
+		{with("--cluster-name=a"), map[string]string{"BATCH_IDLE_DURATION": "soon"}, `BATCH_IDLE_DURATION="soon": not a duration`},
+		{with("--cluster-name=a"), map[string]string{"LEADER_ELECT": "maybe"}, `LEADER_ELECT="maybe": not true or false`},
+		{[]string{"--cluster-name=a"}, nil, "--region (or AWS_REGION) is required"},
+		{with("--cluster-name=a", "--cluster-cidr="), nil, "--cluster-cidr (or CLUSTER_CIDR) is required"},
+		{with("--cluster-name=a", "--vm-memory-overhead-percent=1.5"), nil, "--vm-memory-overhead-percent must be a fraction"},
+		{with("--cluster-name=a"), map[string]string{"VM_MEMORY_OVERHEAD_PERCENT": "lots"}, `VM_MEMORY_OVERHEAD_PERCENT="lots": not a number`},
+		{with("--cluster-name=a", "--no-such-flag"), nil, "flag provided but not defined: -no-such-flag"},
 	} {
 		_, err := ParseOptions(tc.args, env(tc.env))
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
