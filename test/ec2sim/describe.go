@@ -22,6 +22,13 @@ var ec2Handlers = map[string]handler{
 	"DescribeSubnets":               (*Server).describeSubnets,
 	"DescribeSecurityGroups":        (*Server).describeSecurityGroups,
 	"DescribeImages":                (*Server).describeImages,
+	"DescribeInstances":             (*Server).describeInstances,
+	"CreateLaunchTemplate":          (*Server).createLaunchTemplate,
+	"DescribeLaunchTemplates":       (*Server).describeLaunchTemplates,
+	"DeleteLaunchTemplate":          (*Server).deleteLaunchTemplate,
+	"CreateFleet":                   (*Server).createFleet,
+	"TerminateInstances":            (*Server).terminateInstances,
+	"CreateTags":                    (*Server).createTags,
 }
 
 // items is the EC2 Query encoding of a list: <name><item>...</item></name>.
@@ -318,6 +325,13 @@ func (s *Server) describeSubnets(p params) (any, *APIError) {
 		Tags         *items[tagXML] `xml:"tagSet,omitempty"`
 	}
 	ids, filters := toSet(p.list("SubnetId")), p.filters()
+	// Instances hold addresses; EC2 counts them out of the free ones.
+	s.mu.Lock()
+	inUse := map[string]int32{}
+	for _, sn := range s.scenario.Subnets {
+		inUse[sn.ID] = int32(s.ipsInUseLocked(sn.ID))
+	}
+	s.mu.Unlock()
 	var out []subnetXML
 	for _, sn := range s.scenario.Subnets {
 		if len(ids) > 0 && !ids[sn.ID] {
@@ -327,7 +341,7 @@ func (s *Server) describeSubnets(p params) (any, *APIError) {
 		if !matchFilters(filters, attrs, sn.Tags) {
 			continue
 		}
-		out = append(out, subnetXML{sn.ID, s.scenario.VPCID, "available", sn.Zone, s.scenario.ZoneID(sn.Zone), sn.CIDR, sn.AvailableIPs, tagSet(sn.Tags)})
+		out = append(out, subnetXML{sn.ID, s.scenario.VPCID, "available", sn.Zone, s.scenario.ZoneID(sn.Zone), sn.CIDR, sn.AvailableIPs - inUse[sn.ID], tagSet(sn.Tags)})
 	}
 	pg, next, err := page(p, out, 1000)
 	if err != nil {

@@ -8,7 +8,8 @@ import (
 	"strconv"
 )
 
-// serveJSON answers the JSON 1.1 protocol (the Pricing API) by X-Amz-Target.
+// serveJSON answers the JSON 1.1 protocol (the Pricing and SSM APIs) by
+// X-Amz-Target.
 func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, target string) {
 	action := target
 	if f, ok := s.takeFault(action); ok {
@@ -23,6 +24,8 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, target string
 	switch target {
 	case "AWSPriceListService.GetProducts":
 		s.getProducts(w, body)
+	case "AmazonSSM.GetParameter":
+		s.getParameter(w, body)
 	default:
 		s.jsonError(w, "UnknownOperationException", 400, fmt.Sprintf("the simulator does not implement %s", target))
 	}

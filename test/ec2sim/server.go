@@ -4,14 +4,18 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nodewright/nodewright/pkg/catalog"
 )
@@ -21,22 +25,57 @@ type Server struct {
 	// URL is the endpoint to give the SDK clients as BaseEndpoint.
 	URL string
 
-	scenario *Scenario
-	snapshot *catalog.Snapshot
-	listener net.Listener
-	http     *http.Server
+	scenario  *Scenario
+	snapshot  *catalog.Snapshot
+	types     map[string]catalog.SnapshotType // the region's types by name
+	listener  net.Listener
+	http      *http.Server
+	closed    chan struct{}
+	closeOnce sync.Once
 
 	mu     sync.Mutex
 	faults map[string][]fault // action -> queued faults, consumed in order
 	always map[string]fault   // action -> fault on every call
+	rates  map[string]*rate   // action -> throttled share of calls
 	spot   map[spotKey]float64
 	calls  map[string]int
 	reqID  atomic.Uint64
+
+	// The write side: see state.go for time and lifecycle, faults.go for the
+	// capacity faults.
+	clock     simClock
+	settings  lifecycleSettings
+	timer     *time.Timer
+	seq       uint64 // orders instances by launch and names resources
+	idBase    uint64 // from the port, so two simulators' ids and addresses differ
+	instances map[string]*instance
+	templates map[string]*LaunchTemplate  // by id
+	tokens    map[string]idempotentAnswer // action + client token -> answer
+	ips       map[string]*subnetIPs       // by subnet id
+	params    map[string]parameter        // SSM parameters by name
+	watchers  map[*watcher]struct{}
+	capacity  map[Pool]int // remaining launches of a pool; absent = unlimited
+	partial   partialFulfillment
+	spotLimit int // active spot instances allowed; <0 unlimited
 }
 
 type fault struct {
 	code   string
 	status int
+}
+
+// rate throttles a share of an action's calls, spread evenly: with fraction
+// 0.5 every second call, with 0.25 every fourth.
+type rate struct {
+	fraction float64
+	calls    int
+}
+
+// hit counts a call and reports whether it is one of the throttled share.
+func (r *rate) hit() bool {
+	r.calls++
+	const eps = 1e-9
+	return math.Floor(float64(r.calls)*r.fraction+eps) > math.Floor(float64(r.calls-1)*r.fraction+eps)
 }
 
 type spotKey struct{ instanceType, zone string }
@@ -51,16 +90,39 @@ func Start(scenario *Scenario, snapshot *catalog.Snapshot) (*Server, error) {
 		return nil, fmt.Errorf("listening: %w", err)
 	}
 	s := &Server{
-		URL: "http://" + l.Addr().String(), scenario: scenario, snapshot: snapshot, listener: l,
-		faults: map[string][]fault{}, always: map[string]fault{}, spot: map[spotKey]float64{}, calls: map[string]int{},
+		URL: "http://" + l.Addr().String(), scenario: scenario, snapshot: snapshot, listener: l, closed: make(chan struct{}),
+		faults: map[string][]fault{}, always: map[string]fault{}, rates: map[string]*rate{}, spot: map[spotKey]float64{}, calls: map[string]int{},
+		types: map[string]catalog.SnapshotType{}, settings: defaultLifecycleSettings(),
+		instances: map[string]*instance{}, templates: map[string]*LaunchTemplate{},
+		tokens: map[string]idempotentAnswer{}, ips: map[string]*subnetIPs{}, params: map[string]parameter{},
+		watchers: map[*watcher]struct{}{}, capacity: map[Pool]int{}, spotLimit: -1,
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(s.URL))
+	s.idBase = h.Sum64()
+	for _, t := range s.regionTypes() {
+		s.types[t.Name] = t
+	}
+	for name, value := range scenario.SSMParameters {
+		s.params[name] = parameter{value: value, version: 1, modified: s.clock.now()}
 	}
 	s.http = &http.Server{Handler: s}
 	go func() { _ = s.http.Serve(l) }()
 	return s, nil
 }
 
-// Close stops the server.
-func (s *Server) Close() error { return s.http.Close() }
+// Close stops the server, its lifecycle timer and every Watch channel.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		close(s.closed)
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+	})
+	return s.http.Close()
+}
 
 // Throttle makes the next n calls of action fail with RequestLimitExceeded
 // (HTTP 503), which the SDK retries with backoff.
@@ -82,11 +144,29 @@ func (s *Server) FailAlways(action, code string, status int) {
 	s.always[action] = fault{code, status}
 }
 
-// Heal removes every injected fault.
+// ThrottleRate makes a share of action's calls fail with RequestLimitExceeded
+// until Heal, spread evenly and deterministically (fraction 0.5 throttles every
+// second call, 1 every call, 0 none), so a test of the SDK's retries is
+// repeatable: each throttled call is followed by one that passes when
+// fraction <= 0.5.
+func (s *Server) ThrottleRate(action string, fraction float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fraction <= 0 {
+		delete(s.rates, action)
+		return
+	}
+	s.rates[action] = &rate{fraction: min(fraction, 1)}
+}
+
+// Heal removes every injected fault: queued and permanent errors, throttle
+// rates, emptied or limited capacity pools, partial fulfilment and the spot
+// instance limit. Spot price overrides stay.
 func (s *Server) Heal() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults, s.always = map[string][]fault{}, map[string]fault{}
+	s.faults, s.always, s.rates = map[string][]fault{}, map[string]fault{}, map[string]*rate{}
+	s.capacity, s.partial, s.spotLimit = map[Pool]int{}, partialFulfillment{}, -1
 }
 
 // SetSpotPrice overrides the spot price of a type in a zone (by name).
@@ -130,6 +210,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.ec2Error(w, "InvalidAction", 400, fmt.Sprintf("the simulator does not implement %s", action))
 		return
 	}
+	// The simulator grants every permission, so a dry run always would have
+	// succeeded; EC2 answers that with this error.
+	if form.Get("DryRun") == "true" {
+		s.ec2Error(w, "DryRunOperation", 412, "Request would have succeeded, but DryRun flag is set.")
+		return
+	}
 	resp, apiErr := handler(s, params(form))
 	if apiErr != nil {
 		s.ec2Error(w, apiErr.Code, apiErr.Status, apiErr.Message)
@@ -149,6 +235,9 @@ func (s *Server) takeFault(action string) (fault, bool) {
 	if q := s.faults[action]; len(q) > 0 {
 		s.faults[action] = q[1:]
 		return q[0], true
+	}
+	if r, ok := s.rates[action]; ok && r.hit() {
+		return fault{"RequestLimitExceeded", 503}, true
 	}
 	return fault{}, false
 }
@@ -216,6 +305,52 @@ func (p params) list(prefix string) []string {
 	}
 }
 
+// groups returns the prefixes of a list of structures (Tag.1, Tag.2 ... for
+// prefix Tag) in index order, whatever their fields.
+func (p params) groups(prefix string) []string {
+	seen := map[int]bool{}
+	for key := range p {
+		rest, ok := strings.CutPrefix(key, prefix+".")
+		if !ok {
+			continue
+		}
+		index, _, _ := strings.Cut(rest, ".")
+		if n, err := strconv.Atoi(index); err == nil && n > 0 {
+			seen[n] = true
+		}
+	}
+	indexes := make([]int, 0, len(seen))
+	for n := range seen {
+		indexes = append(indexes, n)
+	}
+	sort.Ints(indexes)
+	out := make([]string, len(indexes))
+	for i, n := range indexes {
+		out[i] = prefix + "." + strconv.Itoa(n)
+	}
+	return out
+}
+
+// sub returns the fields under prefix, with the prefix cut off.
+func (p params) sub(prefix string) params {
+	out := params{}
+	for key, v := range p {
+		if rest, ok := strings.CutPrefix(key, prefix+"."); ok {
+			out[rest] = v
+		}
+	}
+	return out
+}
+
+// tags reads a list of Key/Value structures (Tag.1.Key, Tag.1.Value ...).
+func (p params) tags(prefix string) map[string]string {
+	out := map[string]string{}
+	for _, g := range p.groups(prefix) {
+		out[p.get(g+".Key")] = p.get(g + ".Value")
+	}
+	return out
+}
+
 func (p params) filters() map[string][]string {
 	out := map[string][]string{}
 	for i := 1; ; i++ {
@@ -230,11 +365,16 @@ func (p params) filters() map[string][]string {
 // page cuts items to one page: MaxResults (bounded by limit) from the offset
 // in NextToken, returning the next token or "".
 func page[T any](p params, items []T, limit int) ([]T, string, *APIError) {
+	return pageWithin(p, items, 5, limit)
+}
+
+// pageWithin is page for actions whose smallest MaxResults is not EC2's usual 5.
+func pageWithin[T any](p params, items []T, least, limit int) ([]T, string, *APIError) {
 	size := limit
 	if v := p.get("MaxResults"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 5 || n > limit {
-			return nil, "", invalidParameter("MaxResults must be between 5 and %d, got %q", limit, v)
+		if err != nil || n < least || n > limit {
+			return nil, "", invalidParameter("MaxResults must be between %d and %d, got %q", least, limit, v)
 		}
 		size = n
 	}

@@ -1,0 +1,319 @@
+package ec2sim
+
+import (
+	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// LaunchTemplate is a launch template as CreateLaunchTemplate stored it; tests
+// read its Data to check what the provider asked EC2 for. The simulator keeps
+// one version per template (CreateLaunchTemplateVersion is not simulated).
+type LaunchTemplate struct {
+	ID         string
+	Name       string
+	CreateTime time.Time
+	Tags       map[string]string
+	Data       LaunchTemplateData
+}
+
+// LaunchTemplateData is the part of RequestLaunchTemplateData the simulator
+// reads; other fields are accepted and ignored.
+type LaunchTemplateData struct {
+	ImageID      string
+	InstanceType string
+	// UserData is base64-encoded, as the API carries it; see DecodedUserData.
+	UserData            string
+	SecurityGroupIDs    []string
+	IAMInstanceProfile  IAMInstanceProfile
+	MetadataOptions     MetadataOptions
+	BlockDeviceMappings []BlockDeviceMapping
+	// TagSpecifications tag what instances launched from the template create,
+	// by resource type (instance, volume, ...).
+	TagSpecifications map[string]map[string]string
+}
+
+// DecodedUserData returns the user data as the instance would see it.
+func (d LaunchTemplateData) DecodedUserData() (string, error) {
+	b, err := base64.StdEncoding.DecodeString(d.UserData)
+	return string(b), err
+}
+
+// IAMInstanceProfile names an instance profile by name or ARN.
+type IAMInstanceProfile struct {
+	Name string
+	ARN  string
+}
+
+// MetadataOptions are the instance metadata service settings.
+type MetadataOptions struct {
+	HTTPTokens              string
+	HTTPEndpoint            string
+	HTTPProtocolIPv6        string
+	HTTPPutResponseHopLimit int32
+	InstanceMetadataTags    string
+}
+
+// BlockDeviceMapping is one volume of the template.
+type BlockDeviceMapping struct {
+	DeviceName          string
+	VolumeSize          int32 // GiB
+	VolumeType          string
+	IOPS                int32
+	Throughput          int32
+	Encrypted           bool
+	DeleteOnTermination bool
+	KMSKeyID            string
+	SnapshotID          string
+}
+
+// LaunchTemplates returns a copy of every launch template, by name.
+func (s *Server) LaunchTemplates() []LaunchTemplate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]LaunchTemplate, 0, len(s.templates))
+	for _, lt := range s.templates {
+		out = append(out, lt.copy())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// LaunchTemplate returns a copy of the template with that name or id.
+func (s *Server) LaunchTemplate(nameOrID string) (LaunchTemplate, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lt, ok := s.templates[nameOrID]; ok {
+		return lt.copy(), true
+	}
+	if lt := s.templateByNameLocked(nameOrID); lt != nil {
+		return lt.copy(), true
+	}
+	return LaunchTemplate{}, false
+}
+
+func (lt *LaunchTemplate) copy() LaunchTemplate {
+	out := *lt
+	out.Tags = maps.Clone(lt.Tags)
+	out.Data.SecurityGroupIDs = slices.Clone(lt.Data.SecurityGroupIDs)
+	out.Data.BlockDeviceMappings = slices.Clone(lt.Data.BlockDeviceMappings)
+	out.Data.TagSpecifications = map[string]map[string]string{}
+	for k, v := range lt.Data.TagSpecifications {
+		out.Data.TagSpecifications[k] = maps.Clone(v)
+	}
+	return out
+}
+
+func (s *Server) templateByNameLocked(name string) *LaunchTemplate {
+	for _, lt := range s.templates {
+		if lt.Name == name {
+			return lt
+		}
+	}
+	return nil
+}
+
+var launchTemplateNamePattern = regexp.MustCompile(`^[a-zA-Z0-9().\-/_]{3,128}$`)
+
+func (s *Server) createLaunchTemplate(p params) (any, *APIError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if answer, ok, apiErr := s.replayLocked("CreateLaunchTemplate", p); ok || apiErr != nil {
+		return answer, apiErr
+	}
+	name := p.get("LaunchTemplateName")
+	if !launchTemplateNamePattern.MatchString(name) {
+		return nil, &APIError{Code: "InvalidLaunchTemplateName.MalformedException", Status: 400,
+			Message: "A launch template name must be between 3 and 128 characters, and may contain letters, numbers, and the following characters: - ( ) . / _."}
+	}
+	if len(p.sub("LaunchTemplateData")) == 0 {
+		return nil, &APIError{Code: "MissingParameter", Status: 400, Message: "The request must contain the parameter LaunchTemplateData"}
+	}
+	if s.templateByNameLocked(name) != nil {
+		return nil, &APIError{Code: "InvalidLaunchTemplateName.AlreadyExistsException", Status: 400,
+			Message: fmt.Sprintf("Launch template name already in use: %s", name)}
+	}
+	data, apiErr := readLaunchTemplateData(p.sub("LaunchTemplateData"))
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	specs, apiErr := readTagSpecifications(p, "launch-template")
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	lt := &LaunchTemplate{ID: s.newID("lt", 17), Name: name, CreateTime: s.clock.now(), Tags: specs["launch-template"], Data: data}
+	if lt.Tags == nil {
+		lt.Tags = map[string]string{}
+	}
+	s.templates[lt.ID] = lt
+	answer := struct {
+		XMLName        xml.Name          `xml:"r"`
+		LaunchTemplate launchTemplateXML `xml:"launchTemplate"`
+	}{LaunchTemplate: s.launchTemplateInfo(lt)}
+	s.rememberLocked("CreateLaunchTemplate", p, answer)
+	return answer, nil
+}
+
+// readLaunchTemplateData reads LaunchTemplateData.* fields.
+func readLaunchTemplateData(p params) (LaunchTemplateData, *APIError) {
+	d := LaunchTemplateData{
+		ImageID: p.get("ImageId"), InstanceType: p.get("InstanceType"), UserData: p.get("UserData"),
+		SecurityGroupIDs: p.list("SecurityGroupId"),
+		IAMInstanceProfile: IAMInstanceProfile{
+			Name: p.get("IamInstanceProfile.Name"), ARN: p.get("IamInstanceProfile.Arn"),
+		},
+		MetadataOptions: MetadataOptions{
+			HTTPTokens: p.get("MetadataOptions.HttpTokens"), HTTPEndpoint: p.get("MetadataOptions.HttpEndpoint"),
+			HTTPProtocolIPv6: p.get("MetadataOptions.HttpProtocolIpv6"), InstanceMetadataTags: p.get("MetadataOptions.InstanceMetadataTags"),
+			HTTPPutResponseHopLimit: int32(atoi(p.get("MetadataOptions.HttpPutResponseHopLimit"))),
+		},
+		TagSpecifications: map[string]map[string]string{},
+	}
+	if d.UserData != "" {
+		if _, err := base64.StdEncoding.DecodeString(d.UserData); err != nil {
+			return d, &APIError{Code: "InvalidUserData.Malformed", Status: 400, Message: "Invalid BASE64 encoding of user data."}
+		}
+	}
+	for _, g := range p.groups("BlockDeviceMapping") {
+		b := p.sub(g)
+		d.BlockDeviceMappings = append(d.BlockDeviceMappings, BlockDeviceMapping{
+			DeviceName: b.get("DeviceName"), VolumeSize: int32(atoi(b.get("Ebs.VolumeSize"))), VolumeType: b.get("Ebs.VolumeType"),
+			IOPS: int32(atoi(b.get("Ebs.Iops"))), Throughput: int32(atoi(b.get("Ebs.Throughput"))),
+			Encrypted: b.get("Ebs.Encrypted") == "true", DeleteOnTermination: b.get("Ebs.DeleteOnTermination") == "true",
+			KMSKeyID: b.get("Ebs.KmsKeyId"), SnapshotID: b.get("Ebs.SnapshotId"),
+		})
+	}
+	specs, apiErr := readTagSpecifications(p, "instance", "volume", "network-interface", "spot-instances-request")
+	if apiErr != nil {
+		return d, apiErr
+	}
+	d.TagSpecifications = specs
+	return d, nil
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+type launchTemplateXML struct {
+	ID             string         `xml:"launchTemplateId"`
+	Name           string         `xml:"launchTemplateName"`
+	CreateTime     string         `xml:"createTime"`
+	CreatedBy      string         `xml:"createdBy"`
+	DefaultVersion int64          `xml:"defaultVersionNumber"`
+	LatestVersion  int64          `xml:"latestVersionNumber"`
+	Tags           *items[tagXML] `xml:"tagSet,omitempty"`
+}
+
+func (s *Server) launchTemplateInfo(lt *LaunchTemplate) launchTemplateXML {
+	return launchTemplateXML{lt.ID, lt.Name, ec2Time(lt.CreateTime), fmt.Sprintf("arn:aws:iam::%s:root", s.scenario.AccountID), 1, 1, tagSet(lt.Tags)}
+}
+
+var launchTemplateIDPattern = regexp.MustCompile(`^lt-[0-9a-f]{17}$`)
+
+// templateLocked finds a template named by id or name, failing as EC2 does.
+func (s *Server) templateLocked(id, name string) (*LaunchTemplate, *APIError) {
+	switch {
+	case id != "":
+		if !launchTemplateIDPattern.MatchString(id) {
+			return nil, &APIError{Code: "InvalidLaunchTemplateId.Malformed", Status: 400, Message: fmt.Sprintf("The specified ID for the launch template, %s, is not valid.", id)}
+		}
+		if lt, ok := s.templates[id]; ok {
+			return lt, nil
+		}
+		return nil, &APIError{Code: "InvalidLaunchTemplateId.NotFound", Status: 400, Message: fmt.Sprintf("The specified launch template, with template ID %s, does not exist.", id)}
+	case name != "":
+		if lt := s.templateByNameLocked(name); lt != nil {
+			return lt, nil
+		}
+		return nil, &APIError{Code: "InvalidLaunchTemplateName.NotFoundException", Status: 400, Message: fmt.Sprintf("The specified launch template, with template name %s, does not exist.", name)}
+	}
+	return nil, &APIError{Code: "MissingParameter", Status: 400, Message: "The request must contain the parameter LaunchTemplateName or LaunchTemplateId"}
+}
+
+func (s *Server) describeLaunchTemplates(p params) (any, *APIError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names, ids := p.list("LaunchTemplateName"), p.list("LaunchTemplateId")
+	wanted := map[*LaunchTemplate]bool{}
+	for _, id := range ids {
+		lt, apiErr := s.templateLocked(id, "")
+		if apiErr != nil {
+			return nil, apiErr
+		}
+		wanted[lt] = true
+	}
+	for _, name := range names {
+		lt := s.templateByNameLocked(name)
+		if lt == nil {
+			return nil, &APIError{Code: "InvalidLaunchTemplateName.NotFoundException", Status: 400,
+				Message: "At least one of the launch templates specified in the request does not exist."}
+		}
+		wanted[lt] = true
+	}
+	filters := p.filters()
+	var out []launchTemplateXML
+	for _, lt := range s.sortedTemplatesLocked() {
+		if len(wanted) > 0 && !wanted[lt] {
+			continue
+		}
+		attrs := map[string]string{"launch-template-name": lt.Name, "launch-template-id": lt.ID}
+		if !matchFilters(filters, attrs, lt.Tags) {
+			continue
+		}
+		out = append(out, s.launchTemplateInfo(lt))
+	}
+	pg, next, apiErr := pageWithin(p, out, 1, 200)
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	return struct {
+		XMLName   xml.Name                 `xml:"r"`
+		Templates items[launchTemplateXML] `xml:"launchTemplates"`
+		NextToken string                   `xml:"nextToken,omitempty"`
+	}{Templates: items[launchTemplateXML]{Item: pg}, NextToken: next}, nil
+}
+
+func (s *Server) sortedTemplatesLocked() []*LaunchTemplate {
+	out := make([]*LaunchTemplate, 0, len(s.templates))
+	for _, lt := range s.templates {
+		out = append(out, lt)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (s *Server) deleteLaunchTemplate(p params) (any, *APIError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lt, apiErr := s.templateLocked(p.get("LaunchTemplateId"), p.get("LaunchTemplateName"))
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	delete(s.templates, lt.ID)
+	return struct {
+		XMLName        xml.Name          `xml:"r"`
+		LaunchTemplate launchTemplateXML `xml:"launchTemplate"`
+	}{LaunchTemplate: s.launchTemplateInfo(lt)}, nil
+}
+
+// resolveVersion checks a launch template version of a fleet request: the
+// simulator's templates have exactly one.
+func resolveVersion(lt *LaunchTemplate, version string) *APIError {
+	switch strings.TrimSpace(version) {
+	case "$Latest", "$Default", "1":
+		return nil
+	case "":
+		return &APIError{Code: "MissingParameter", Status: 400, Message: "The request must contain the parameter LaunchTemplateSpecification.Version"}
+	}
+	return &APIError{Code: "InvalidLaunchTemplateId.VersionNotFound", Status: 400,
+		Message: fmt.Sprintf("Could not find launch template version %s for the launch template %s.", version, lt.ID)}
+}

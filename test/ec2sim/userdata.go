@@ -1,0 +1,229 @@
+package ec2sim
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"regexp"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// KubeletRegistration is what a node's user data asks its kubelet to register
+// with beyond the well-known labels: extra labels, taints and a pod limit.
+type KubeletRegistration struct {
+	Labels map[string]string
+	Taints []corev1.Taint
+	// MaxPods is the kubelet's pod limit, nil when the user data leaves the
+	// AMI's ENI-based default.
+	MaxPods *int32
+}
+
+// ParseKubeletRegistration reads the user data (decoded) of an EKS node the
+// way its bootstrap would: an AL2023 nodeadm NodeConfig (spec.kubelet.flags
+// --node-labels/--register-with-taints/--max-pods, spec.kubelet.config
+// registerWithTaints/maxPods) or an AL2 bootstrap.sh call with
+// --kubelet-extra-args, alone or in a MIME multi-part archive, as Karpenter
+// writes them. Other parts (custom shell scripts) are ignored; a label or
+// taint it cannot read is an error, as it would stop a real kubelet.
+func ParseKubeletRegistration(userData string) (KubeletRegistration, error) {
+	r := KubeletRegistration{Labels: map[string]string{}}
+	return r, r.read(userData, 0)
+}
+
+func (r *KubeletRegistration) read(text string, depth int) error {
+	trimmed := strings.TrimSpace(text)
+	switch {
+	case trimmed == "":
+		return nil
+	case depth > 3:
+		return fmt.Errorf("user data: MIME parts nested too deep")
+	case strings.HasPrefix(trimmed, "MIME-Version:") || strings.HasPrefix(trimmed, "Content-Type:"):
+		return r.readMIME(trimmed, depth)
+	case strings.HasPrefix(trimmed, "#!"):
+		return r.readFlags(trimmed)
+	}
+	if ok, err := r.readNodeConfig(trimmed); ok || err != nil {
+		return err
+	}
+	return r.readFlags(trimmed)
+}
+
+func (r *KubeletRegistration) readMIME(text string, depth int) error {
+	// Writers use CRLF (Go's multipart.Writer does); the text may have been
+	// trimmed of its last line break. One line ending throughout keeps the
+	// closing boundary recognisable.
+	text = strings.ReplaceAll(text, "\r\n", "\n")
+	msg, err := mail.ReadMessage(strings.NewReader(text + "\n"))
+	if err != nil {
+		return fmt.Errorf("user data: reading MIME headers: %w", err)
+	}
+	mediaType, ps, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		return fmt.Errorf("user data: content type: %w", err)
+	}
+	if !strings.HasPrefix(mediaType, "multipart/") {
+		body, err := io.ReadAll(msg.Body)
+		if err != nil {
+			return fmt.Errorf("user data: %w", err)
+		}
+		return r.readPart(mediaType, msg.Header.Get("Content-Transfer-Encoding"), string(body), depth)
+	}
+	parts := multipart.NewReader(msg.Body, ps["boundary"])
+	for {
+		part, err := parts.NextPart()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("user data: MIME part: %w", err)
+		}
+		body, err := io.ReadAll(part)
+		if err != nil {
+			return fmt.Errorf("user data: MIME part: %w", err)
+		}
+		partType, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
+		if strings.HasPrefix(partType, "multipart/") {
+			nested := "Content-Type: " + part.Header.Get("Content-Type") + "\n\n" + string(body)
+			if err := r.read(nested, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := r.readPart(partType, part.Header.Get("Content-Transfer-Encoding"), string(body), depth); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *KubeletRegistration) readPart(mediaType, encoding, body string, depth int) error {
+	if strings.EqualFold(encoding, "base64") {
+		b, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(body), ""))
+		if err != nil {
+			return fmt.Errorf("user data: base64 part: %w", err)
+		}
+		body = string(b)
+	}
+	switch mediaType {
+	case "application/node.eks.aws":
+		_, err := r.readNodeConfig(body)
+		return err
+	case "text/x-shellscript":
+		return r.readFlags(body)
+	}
+	return nil
+}
+
+// nodeConfig is the part of nodeadm's NodeConfig that changes registration.
+type nodeConfig struct {
+	Kind string `json:"kind"`
+	Spec struct {
+		Kubelet struct {
+			Config struct {
+				MaxPods            *int32         `json:"maxPods"`
+				RegisterWithTaints []corev1.Taint `json:"registerWithTaints"`
+			} `json:"config"`
+			Flags []string `json:"flags"`
+		} `json:"kubelet"`
+	} `json:"spec"`
+}
+
+// readNodeConfig reads YAML documents; ok reports whether any was a NodeConfig.
+func (r *KubeletRegistration) readNodeConfig(text string) (bool, error) {
+	found := false
+	for _, doc := range yamlDocuments.Split(text, -1) {
+		var c nodeConfig
+		if err := yaml.Unmarshal([]byte(doc), &c); err != nil || c.Kind != "NodeConfig" {
+			continue
+		}
+		found = true
+		if c.Spec.Kubelet.Config.MaxPods != nil {
+			r.MaxPods = c.Spec.Kubelet.Config.MaxPods
+		}
+		r.Taints = append(r.Taints, c.Spec.Kubelet.Config.RegisterWithTaints...)
+		for _, flag := range c.Spec.Kubelet.Flags {
+			if err := r.readFlags(flag); err != nil {
+				return true, err
+			}
+		}
+	}
+	return found, nil
+}
+
+var (
+	yamlDocuments  = regexp.MustCompile(`(?m)^---\s*$`)
+	nodeLabelsFlag = regexp.MustCompile(`--node-labels[= ]("[^"]*"|'[^']*'|[^\s'"]+)`)
+	taintsFlag     = regexp.MustCompile(`--register-with-taints[= ]("[^"]*"|'[^']*'|[^\s'"]+)`)
+	maxPodsFlag    = regexp.MustCompile(`--max-pods[= ]["']?(\d+)`)
+)
+
+// readFlags finds kubelet flags in a command line or script, as bootstrap.sh
+// passes --kubelet-extra-args through to the kubelet.
+func (r *KubeletRegistration) readFlags(text string) error {
+	for _, m := range nodeLabelsFlag.FindAllStringSubmatch(text, -1) {
+		for _, pair := range splitList(unquote(m[1])) {
+			k, v, ok := strings.Cut(pair, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("user data: --node-labels: %q is not key=value", pair)
+			}
+			r.Labels[k] = v
+		}
+	}
+	for _, m := range taintsFlag.FindAllStringSubmatch(text, -1) {
+		for _, spec := range splitList(unquote(m[1])) {
+			t, err := parseTaint(spec)
+			if err != nil {
+				return err
+			}
+			r.Taints = append(r.Taints, t)
+		}
+	}
+	for _, m := range maxPodsFlag.FindAllStringSubmatch(text, -1) {
+		n, err := strconv.ParseInt(m[1], 10, 32)
+		if err != nil {
+			return fmt.Errorf("user data: --max-pods: %w", err)
+		}
+		pods := int32(n)
+		r.MaxPods = &pods
+	}
+	return nil
+}
+
+// parseTaint reads the kubelet's key[=value]:Effect.
+func parseTaint(spec string) (corev1.Taint, error) {
+	kv, effect, ok := strings.Cut(spec, ":")
+	key, value, _ := strings.Cut(kv, "=")
+	t := corev1.Taint{Key: key, Value: value, Effect: corev1.TaintEffect(effect)}
+	switch t.Effect {
+	case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+	default:
+		ok = false
+	}
+	if !ok || key == "" {
+		return corev1.Taint{}, fmt.Errorf("user data: --register-with-taints: %q is not key[=value]:NoSchedule|PreferNoSchedule|NoExecute", spec)
+	}
+	return t, nil
+}
+
+func unquote(v string) string {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		return v[1 : len(v)-1]
+	}
+	return v
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
