@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
 
 // ClientOptions say how to reach AWS.
@@ -41,6 +42,8 @@ const defaultMaxAttempts = 5
 type Clients struct {
 	EC2     *ec2.Client
 	Pricing *pricing.Client
+	// SSM reads the public parameters that name the EKS-optimized AMIs.
+	SSM *ssm.Client
 }
 
 // NewClients loads the AWS configuration and builds the clients.
@@ -83,5 +86,6 @@ func NewClients(ctx context.Context, o ClientOptions) (*Clients, error) {
 			opts.Region = pricingRegion
 			endpoint(&opts.BaseEndpoint)
 		}),
+		SSM: ssm.NewFromConfig(cfg, func(opts *ssm.Options) { endpoint(&opts.BaseEndpoint) }),
 	}, nil
 }

@@ -1,0 +1,296 @@
+package aws
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	corev1 "k8s.io/api/core/v1"
+
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
+)
+
+// AMI families, as spec.amiFamily spells them.
+const (
+	amiFamilyAL2023 = "AL2023"
+	amiFamilyCustom = "Custom"
+)
+
+// aliasFamilies maps an alias's family to spec.amiFamily's spelling.
+var aliasFamilies = map[string]string{
+	"al2": "AL2", "al2023": amiFamilyAL2023, "bottlerocket": "Bottlerocket",
+	"windows2019": "Windows2019", "windows2022": "Windows2022", "windows2025": "Windows2025",
+}
+
+// AMIFamily is the family that decides nc's user data format:
+// spec.amiFamily when set (the CRD allows only the alias's family or Custom
+// beside an alias), else the alias's.
+func AMIFamily(nc *awsv1.EC2NodeClass) string {
+	if f := aws.ToString(nc.Spec.AMIFamily); f != "" {
+		return f
+	}
+	family, _, _ := strings.Cut(amiAlias(nc), "@")
+	if f, ok := aliasFamilies[family]; ok {
+		return f
+	}
+	return family
+}
+
+func amiAlias(nc *awsv1.EC2NodeClass) string {
+	for _, term := range nc.Spec.AMISelectorTerms {
+		if term.Alias != "" {
+			return term.Alias
+		}
+	}
+	return ""
+}
+
+// al2023Variant is one flavour of the EKS-optimized AL2023 AMI and the
+// instance types it is for: the standard image has no GPU or Neuron drivers,
+// the nvidia and neuron ones are only worth their larger size on such types.
+type al2023Variant struct {
+	arch, variant string
+	requirements  []corev1.NodeSelectorRequirement
+}
+
+func al2023Variants() []al2023Variant {
+	arch := func(a string) corev1.NodeSelectorRequirement {
+		return corev1.NodeSelectorRequirement{Key: v1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{a}}
+	}
+	has := func(key string, op corev1.NodeSelectorOperator) corev1.NodeSelectorRequirement {
+		return corev1.NodeSelectorRequirement{Key: key, Operator: op}
+	}
+	var out []al2023Variant
+	for _, a := range []struct{ ec2, k8s string }{{"x86_64", v1.ArchitectureAmd64}, {"arm64", v1.ArchitectureArm64}} {
+		out = append(out,
+			al2023Variant{a.ec2, "standard", []corev1.NodeSelectorRequirement{arch(a.k8s),
+				has(awsv1.LabelInstanceGPUCount, corev1.NodeSelectorOpDoesNotExist), has(awsv1.LabelInstanceAcceleratorCount, corev1.NodeSelectorOpDoesNotExist)}},
+			al2023Variant{a.ec2, "nvidia", []corev1.NodeSelectorRequirement{arch(a.k8s), has(awsv1.LabelInstanceGPUCount, corev1.NodeSelectorOpExists)}},
+			al2023Variant{a.ec2, "neuron", []corev1.NodeSelectorRequirement{arch(a.k8s), has(awsv1.LabelInstanceAcceleratorCount, corev1.NodeSelectorOpExists)}},
+		)
+	}
+	return out
+}
+
+// imageName is the EKS AMI's name for a pinned release, e.g.
+// amazon-eks-node-al2023-x86_64-standard-1.37-v20261101.
+func (v al2023Variant) imageName(k8sVersion, release string) string {
+	return fmt.Sprintf("amazon-eks-node-al2023-%s-%s-%s-%s", v.arch, v.variant, k8sVersion, release)
+}
+
+// parameter is the public SSM parameter holding the variant's AMI id: the
+// recommended one for "latest", else the pinned release's.
+func (v al2023Variant) parameter(k8sVersion, release string) string {
+	base := fmt.Sprintf("/aws/service/eks/optimized-ami/%s/amazon-linux-2023/%s/%s", k8sVersion, v.arch, v.variant)
+	if release == "latest" {
+		return base + "/recommended/image_id"
+	}
+	return base + "/" + v.imageName(k8sVersion, release) + "/image_id"
+}
+
+// amis resolves amiSelectorTerms: an alias to the EKS-optimized images of
+// every architecture and accelerator variant that exists, other terms
+// (ORed) to the newest image per architecture.
+func (r *NodeClassResolver) amis(ctx context.Context, nc *awsv1.EC2NodeClass) ([]awsv1.AMI, []string, error) {
+	if alias := amiAlias(nc); alias != "" {
+		return r.aliasAMIs(ctx, alias)
+	}
+	var images []ec2types.Image
+	var unmatched []string
+	for i, term := range nc.Spec.AMISelectorTerms {
+		desc := describeTerm("amiSelectorTerms", i, term)
+		found, err := r.termImages(ctx, term)
+		if err != nil {
+			return nil, nil, fmt.Errorf("describing images for %s: %w", desc, err)
+		}
+		if len(found) == 0 {
+			unmatched = append(unmatched, desc)
+		}
+		images = append(images, found...)
+	}
+	// Newest first; keep the newest image of each architecture, the one
+	// instances of that architecture launch with.
+	slices.SortFunc(images, func(a, b ec2types.Image) int {
+		return cmp.Or(cmp.Compare(aws.ToString(b.CreationDate), aws.ToString(a.CreationDate)), cmp.Compare(aws.ToString(a.ImageId), aws.ToString(b.ImageId)))
+	})
+	var out []awsv1.AMI
+	seen := map[string]bool{}
+	for _, img := range images {
+		arch, ok := kubernetesArch(img.Architecture)
+		if !ok || seen[arch] {
+			continue
+		}
+		seen[arch] = true
+		out = append(out, r.ami(img, []corev1.NodeSelectorRequirement{{Key: v1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{arch}}}))
+	}
+	return out, unmatched, nil
+}
+
+func (r *NodeClassResolver) ami(img ec2types.Image, reqs []corev1.NodeSelectorRequirement) awsv1.AMI {
+	deprecated := false
+	if t, err := time.Parse(time.RFC3339, aws.ToString(img.DeprecationTime)); err == nil {
+		deprecated = !t.After(r.opts.Clock.Now())
+	}
+	return awsv1.AMI{ID: aws.ToString(img.ImageId), Name: aws.ToString(img.Name), Deprecated: deprecated, Requirements: reqs}
+}
+
+func kubernetesArch(a ec2types.ArchitectureValues) (string, bool) {
+	switch a {
+	case ec2types.ArchitectureValuesX8664:
+		return v1.ArchitectureAmd64, true
+	case ec2types.ArchitectureValuesArm64:
+		return v1.ArchitectureArm64, true
+	}
+	return "", false
+}
+
+// aliasAMIs resolves family@version. Only al2023 is supported; its images are
+// found through the public SSM parameters EKS publishes, as Karpenter does,
+// and a pinned release missing from SSM is looked up by its image name.
+func (r *NodeClassResolver) aliasAMIs(ctx context.Context, alias string) ([]awsv1.AMI, []string, error) {
+	family, release, _ := strings.Cut(alias, "@")
+	desc := fmt.Sprintf("amiSelectorTerms[0] alias %s", alias)
+	if family != "al2023" {
+		return nil, []string{desc + " (only al2023 aliases are supported)"}, nil
+	}
+	var out []awsv1.AMI
+	for _, v := range al2023Variants() {
+		img, err := r.variantImage(ctx, v, release)
+		if err != nil {
+			return nil, nil, fmt.Errorf("resolving %s (%s %s): %w", desc, v.arch, v.variant, err)
+		}
+		if img != nil {
+			out = append(out, r.ami(*img, v.requirements))
+		}
+	}
+	if len(out) == 0 {
+		return nil, []string{desc}, nil
+	}
+	return out, nil, nil
+}
+
+// variantImage returns the variant's image, or nil when EKS publishes none
+// (no arm64 Neuron image, say).
+func (r *NodeClassResolver) variantImage(ctx context.Context, v al2023Variant, release string) (*ec2types.Image, error) {
+	id, err := r.parameter(ctx, v.parameter(r.opts.KubernetesVersion, release))
+	if err != nil {
+		return nil, err
+	}
+	in := &ec2.DescribeImagesInput{Filters: []ec2types.Filter{filter("image-id", id)}}
+	if id == "" {
+		if release == "latest" {
+			return nil, nil
+		}
+		in = &ec2.DescribeImagesInput{Owners: []string{"amazon"}, Filters: []ec2types.Filter{filter("name", v.imageName(r.opts.KubernetesVersion, release))}}
+	}
+	images, err := describeImages(ctx, r.ec2, in)
+	if err != nil || len(images) == 0 {
+		return nil, err
+	}
+	return &images[0], nil
+}
+
+// parameter reads an SSM parameter, "" when it does not exist.
+func (r *NodeClassResolver) parameter(ctx context.Context, name string) (string, error) {
+	out, err := r.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name)})
+	var notFound *ssmtypes.ParameterNotFound
+	if errors.As(err, &notFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("getting SSM parameter %s: %w", name, err)
+	}
+	if out.Parameter == nil {
+		return "", nil
+	}
+	return aws.ToString(out.Parameter.Value), nil
+}
+
+// termImages returns the available images one (non-alias) term selects.
+func (r *NodeClassResolver) termImages(ctx context.Context, term awsv1.AMISelectorTerm) ([]ec2types.Image, error) {
+	in := &ec2.DescribeImagesInput{Filters: tagFilters(term.Tags)}
+	id := term.ID
+	if term.SSMParameter != "" {
+		var err error
+		if id, err = r.parameter(ctx, term.SSMParameter); err != nil || id == "" {
+			return nil, err
+		}
+	}
+	if id != "" {
+		in.Filters = append(in.Filters, filter("image-id", id))
+	}
+	if term.Name != "" {
+		in.Filters = append(in.Filters, filter("name", term.Name))
+	}
+	switch {
+	case term.Owner != "":
+		in.Owners = strings.Split(term.Owner, ",")
+	case term.Name != "":
+		// A name alone would match anyone's public image of that name.
+		in.Owners = []string{"self", "amazon"}
+	}
+	if len(in.Filters) == 0 && len(in.Owners) == 0 {
+		return nil, nil // an empty term would select every public image
+	}
+	images, err := describeImages(ctx, r.ec2, in)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(images, func(img ec2types.Image) bool { return !hasTags(img.Tags, term.Tags) }), nil
+}
+
+// describeImages pages through DescribeImages, keeping available images.
+func describeImages(ctx context.Context, client ec2.DescribeImagesAPIClient, in *ec2.DescribeImagesInput) ([]ec2types.Image, error) {
+	var out []ec2types.Image
+	pages := ec2.NewDescribeImagesPaginator(client, in)
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, img := range page.Images {
+			if img.State == "" || img.State == ec2types.ImageStateAvailable {
+				out = append(out, img)
+			}
+		}
+	}
+	return out, nil
+}
+
+// amiFor returns the first of amis whose requirements the instance type's
+// labels satisfy: the status lists them so that the first match is the one
+// to use.
+func amiFor(amis []awsv1.AMI, labels map[string]string) (awsv1.AMI, bool) {
+	for _, ami := range amis {
+		if amiRequirements(ami).Matches(labels) {
+			return ami, true
+		}
+	}
+	return awsv1.AMI{}, false
+}
+
+// amiRequirements converts an AMI's requirements to the algebra; a
+// requirement the algebra rejects (status written by something else) makes
+// the AMI match nothing rather than everything.
+func amiRequirements(ami awsv1.AMI) requirements.Requirements {
+	reqs := requirements.Requirements{}
+	for _, r := range ami.Requirements {
+		req, err := requirements.New(r.Key, r.Operator, r.Values...)
+		if err != nil {
+			return requirements.Requirements{"": requirements.MustNew("", corev1.NodeSelectorOpIn)}
+		}
+		reqs.Add(req)
+	}
+	return reqs
+}

@@ -1,0 +1,273 @@
+package aws
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+)
+
+// launchTemplateEC2API is what launch template management needs of EC2.
+type launchTemplateEC2API interface {
+	CreateLaunchTemplate(context.Context, *ec2.CreateLaunchTemplateInput, ...func(*ec2.Options)) (*ec2.CreateLaunchTemplateOutput, error)
+	DescribeLaunchTemplates(context.Context, *ec2.DescribeLaunchTemplatesInput, ...func(*ec2.Options)) (*ec2.DescribeLaunchTemplatesOutput, error)
+}
+
+// Error codes EC2 answers for a launch template that does not exist:
+// DescribeLaunchTemplates by name, and CreateFleet (as the call's error or in
+// its Errors array) by name or id.
+var launchTemplateNotFoundCodes = map[string]bool{
+	"InvalidLaunchTemplateName.NotFoundException": true,
+	"InvalidLaunchTemplateId.NotFound":            true,
+	"InvalidLaunchTemplateId.NotFoundException":   true,
+	"InvalidLaunchTemplateId.VersionNotFound":     true,
+}
+
+func isLaunchTemplateNotFound(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && launchTemplateNotFoundCodes[apiErr.ErrorCode()]
+}
+
+// launchTemplates creates the launch templates instances are launched from
+// and remembers which exist. A template's name is a hash of its whole
+// content, so equal launches share one template, a changed node class or
+// NodePool gets a new one, and after a restart the same name is found again
+// with DescribeLaunchTemplates instead of being created twice.
+type launchTemplates struct {
+	ec2  launchTemplateEC2API
+	opts Options
+
+	mu    sync.Mutex
+	known map[string]bool // names known to exist in EC2
+}
+
+func newLaunchTemplates(client launchTemplateEC2API, opts Options) *launchTemplates {
+	return &launchTemplates{ec2: client, opts: opts, known: map[string]bool{}}
+}
+
+// launchParams are what one launch template is made of. Everything specific
+// to one claim (its name, the instance type chosen) stays out, in the
+// fleet's overrides and tags, so claims alike share a template.
+type launchParams struct {
+	nodeClass    *awsv1.EC2NodeClass
+	nodePool     string
+	ami          awsv1.AMI
+	capacityType string
+	labels       map[string]string
+	taints       []corev1.Taint
+}
+
+// template builds the template's content and name.
+func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLaunchTemplateData, []ec2types.Tag, error) {
+	nc := p.nodeClass
+	var userData string
+	switch family := AMIFamily(nc); family {
+	case amiFamilyAL2023:
+		var err error
+		userData, err = al2023UserData(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData)})
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("EC2NodeClass %s user data: %w", nc.Name, err)
+		}
+	case amiFamilyCustom:
+		userData = aws.ToString(nc.Spec.UserData)
+	default:
+		return "", nil, nil, fmt.Errorf("EC2NodeClass %s: AMI family %q is not supported", nc.Name, family)
+	}
+	groups := make([]string, len(nc.Status.SecurityGroups))
+	for i, g := range nc.Status.SecurityGroups {
+		groups[i] = g.ID
+	}
+	tags := ec2Tags(resourceTags(l.opts.ClusterName, nc, p.nodePool))
+	data := &ec2types.RequestLaunchTemplateData{
+		ImageId:             aws.String(p.ami.ID),
+		IamInstanceProfile:  &ec2types.LaunchTemplateIamInstanceProfileSpecificationRequest{Name: aws.String(nc.Status.InstanceProfile)},
+		MetadataOptions:     metadataOptions(nc.Spec.MetadataOptions),
+		BlockDeviceMappings: blockDeviceMappings(nc),
+		Monitoring:          &ec2types.LaunchTemplatesMonitoringRequest{Enabled: aws.Bool(aws.ToBool(nc.Spec.DetailedMonitoring))},
+		TagSpecifications:   []ec2types.LaunchTemplateTagSpecificationRequest{{ResourceType: ec2types.ResourceTypeVolume, Tags: tags}},
+	}
+	if userData != "" {
+		data.UserData = aws.String(base64.StdEncoding.EncodeToString([]byte(userData)))
+	}
+	if nc.Spec.AssociatePublicIPAddress != nil {
+		// The public address is a property of the interface; the fleet's
+		// subnet override then applies to this interface.
+		data.NetworkInterfaces = []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{{
+			DeviceIndex: aws.Int32(0), AssociatePublicIpAddress: nc.Spec.AssociatePublicIPAddress, Groups: groups,
+		}}
+	} else {
+		data.SecurityGroupIds = groups
+	}
+	if e := nc.Spec.EnclaveOptions; e != nil {
+		data.EnclaveOptions = &ec2types.LaunchTemplateEnclaveOptionsRequest{Enabled: e.Enabled}
+	}
+	content, err := json.Marshal(struct {
+		Data *ec2types.RequestLaunchTemplateData
+		Tags []ec2types.Tag
+	}{data, tags})
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("hashing launch template: %w", err)
+	}
+	sum := sha256.Sum256(content)
+	return fmt.Sprintf("nodewright/%s/%s", l.opts.ClusterName, hex.EncodeToString(sum[:10])), data, tags, nil
+}
+
+// ensure returns the name of the launch template for p, creating it in EC2
+// unless it is known or found to exist.
+func (l *launchTemplates) ensure(ctx context.Context, p launchParams) (string, error) {
+	name, data, tags, err := l.template(p)
+	if err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	known := l.known[name]
+	l.mu.Unlock()
+	if known {
+		return name, nil
+	}
+	out, err := l.ec2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateNames: []string{name}})
+	switch {
+	case err == nil && len(out.LaunchTemplates) > 0:
+		l.remember(name)
+		return name, nil
+	case err != nil && !isLaunchTemplateNotFound(err):
+		return "", fmt.Errorf("describing launch template %s: %w", name, err)
+	}
+	_, err = l.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(name),
+		LaunchTemplateData: data,
+		TagSpecifications:  []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeLaunchTemplate, Tags: tags}},
+	})
+	var apiErr smithy.APIError
+	if err != nil && !(errors.As(err, &apiErr) && apiErr.ErrorCode() == "InvalidLaunchTemplateName.AlreadyExistsException") {
+		return "", fmt.Errorf("creating launch template %s for EC2NodeClass %s: %w", name, p.nodeClass.Name, err)
+	}
+	if err == nil {
+		log.FromContext(ctx).V(1).Info("created launch template", "launchTemplate", name, "ec2NodeClass", p.nodeClass.Name, "ami", p.ami.ID, "capacityType", p.capacityType)
+	}
+	l.remember(name)
+	return name, nil
+}
+
+func (l *launchTemplates) remember(name string) {
+	l.mu.Lock()
+	l.known[name] = true
+	l.mu.Unlock()
+}
+
+// invalidate forgets a template EC2 no longer has, so the next ensure
+// recreates it.
+func (l *launchTemplates) invalidate(name string) {
+	l.mu.Lock()
+	delete(l.known, name)
+	l.mu.Unlock()
+}
+
+// resourceTags are the tags on everything launched for nc: the user's, then
+// the ones nodewright finds its resources by, which the user cannot override
+// (the CRD rejects them in spec.tags too).
+func resourceTags(cluster string, nc *awsv1.EC2NodeClass, nodePool string) map[string]string {
+	tags := map[string]string{}
+	for k, v := range nc.Spec.Tags {
+		tags[k] = v
+	}
+	tags[awsv1.TagClusterPrefix+cluster] = "owned"
+	tags[awsv1.TagEKSClusterName] = cluster
+	tags[awsv1.TagEC2NodeClass] = nc.Name
+	if nodePool != "" {
+		tags[awsv1.TagNodePool] = nodePool
+	}
+	return tags
+}
+
+func ec2Tags(tags map[string]string) []ec2types.Tag {
+	out := make([]ec2types.Tag, 0, len(tags))
+	for _, k := range sortedKeys(tags) {
+		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
+	}
+	return out
+}
+
+// metadataOptions applies the CRD's defaults (IMDSv2 only, hop limit 1) to
+// whatever the node class leaves out.
+func metadataOptions(m *awsv1.MetadataOptions) *ec2types.LaunchTemplateInstanceMetadataOptionsRequest {
+	if m == nil {
+		m = &awsv1.MetadataOptions{}
+	}
+	or := func(p *string, def string) string {
+		if p == nil {
+			return def
+		}
+		return *p
+	}
+	hops := int64(1)
+	if m.HTTPPutResponseHopLimit != nil {
+		hops = *m.HTTPPutResponseHopLimit
+	}
+	return &ec2types.LaunchTemplateInstanceMetadataOptionsRequest{
+		HttpEndpoint:            ec2types.LaunchTemplateInstanceMetadataEndpointState(or(m.HTTPEndpoint, "enabled")),
+		HttpProtocolIpv6:        ec2types.LaunchTemplateInstanceMetadataProtocolIpv6(or(m.HTTPProtocolIPv6, "disabled")),
+		HttpPutResponseHopLimit: aws.Int32(int32(hops)),
+		HttpTokens:              ec2types.LaunchTemplateHttpTokensState(or(m.HTTPTokens, "required")),
+	}
+}
+
+// blockDeviceMappings converts the node class's disks, or gives the AL2023
+// default: a 20GiB encrypted gp3 root volume.
+func blockDeviceMappings(nc *awsv1.EC2NodeClass) []ec2types.LaunchTemplateBlockDeviceMappingRequest {
+	if len(nc.Spec.BlockDeviceMappings) == 0 {
+		return []ec2types.LaunchTemplateBlockDeviceMappingRequest{{
+			DeviceName: aws.String("/dev/xvda"),
+			Ebs: &ec2types.LaunchTemplateEbsBlockDeviceRequest{
+				VolumeSize: aws.Int32(int32(gibibytes(defaultRootVolume))), VolumeType: ec2types.VolumeTypeGp3,
+				Encrypted: aws.Bool(true), DeleteOnTermination: aws.Bool(true),
+			},
+		}}
+	}
+	var out []ec2types.LaunchTemplateBlockDeviceMappingRequest
+	for _, m := range nc.Spec.BlockDeviceMappings {
+		if m == nil {
+			continue
+		}
+		bdm := ec2types.LaunchTemplateBlockDeviceMappingRequest{DeviceName: m.DeviceName}
+		if e := m.EBS; e != nil {
+			ebs := &ec2types.LaunchTemplateEbsBlockDeviceRequest{
+				DeleteOnTermination: e.DeleteOnTermination, Encrypted: e.Encrypted, KmsKeyId: e.KMSKeyID,
+				SnapshotId: e.SnapshotID, VolumeType: ec2types.VolumeType(aws.ToString(e.VolumeType)),
+				VolumeInitializationRate: e.VolumeInitializationRate,
+			}
+			if e.IOPS != nil {
+				ebs.Iops = aws.Int32(int32(*e.IOPS))
+			}
+			if e.Throughput != nil {
+				ebs.Throughput = aws.Int32(int32(*e.Throughput))
+			}
+			if e.VolumeSize != nil {
+				ebs.VolumeSize = aws.Int32(int32(gibibytes(*e.VolumeSize)))
+			}
+			bdm.Ebs = ebs
+		}
+		out = append(out, bdm)
+	}
+	return out
+}
+
+// gibibytes rounds a size up to whole GiB, EBS's unit.
+func gibibytes(q resource.Quantity) int64 {
+	const gib = 1 << 30
+	return (q.Value() + gib - 1) / gib
+}

@@ -1,0 +1,357 @@
+package aws
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+)
+
+// ConditionTypeReady is the EC2NodeClass's summary condition: True when every
+// other condition the resolver sets is True. Karpenter names it the same; the
+// API package has no constant for it because the apiserver never sets it.
+const ConditionTypeReady = "Ready"
+
+// Condition reasons the resolver sets. True conditions carry their type as the
+// reason, as Karpenter's do, so dashboards written for Karpenter still match.
+const (
+	ReasonSubnetsNotFound        = "SubnetsNotFound"
+	ReasonSecurityGroupsNotFound = "SecurityGroupsNotFound"
+	ReasonAMINotFound            = "AMINotFound"
+	ReasonInvalidSpec            = "InvalidSpec"
+	ReasonResolutionFailed       = "ResolutionFailed"
+	ReasonUnhealthyDependents    = "UnhealthyDependents"
+)
+
+// readinessConditions are the conditions Ready summarizes, in message order.
+var readinessConditions = []string{
+	awsv1.ConditionTypeSubnetsReady, awsv1.ConditionTypeSecurityGroupsReady, awsv1.ConditionTypeAMIsReady,
+	awsv1.ConditionTypeInstanceProfileReady, awsv1.ConditionTypeValidationSucceeded,
+}
+
+// nodeClassEC2API is what resolving an EC2NodeClass needs of EC2.
+type nodeClassEC2API interface {
+	ec2.DescribeSubnetsAPIClient
+	ec2.DescribeSecurityGroupsAPIClient
+	ec2.DescribeImagesAPIClient
+}
+
+// ssmAPI is what resolving AMI aliases and SSM parameter terms needs of SSM.
+type ssmAPI interface {
+	GetParameter(context.Context, *ssm.GetParameterInput, ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+}
+
+// NodeClassResolver turns an EC2NodeClass's selectors into the EC2 resources
+// they name, as the status the launch path reads: the provider never queries
+// selectors itself, so a launch costs no Describe calls and every node of a
+// class uses the subnets, groups and AMIs its status shows.
+type NodeClassResolver struct {
+	ec2  nodeClassEC2API
+	ssm  ssmAPI
+	opts Options
+}
+
+// NewNodeClassResolver builds a resolver from the EC2 and SSM clients; opts
+// must pass the same validation as the cloud provider's.
+func NewNodeClassResolver(clients *Clients, opts Options) (*NodeClassResolver, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &NodeClassResolver{ec2: clients.EC2, ssm: clients.SSM, opts: opts}, nil
+}
+
+// Resolve returns nc's status as EC2 and SSM answer now: subnets, security
+// groups, AMIs and instance profile, and a condition for each with a message
+// naming the selector terms that matched nothing. A part whose lookup failed
+// keeps its previous value and condition (a throttled call must not take a
+// working node class out of service); the failures are returned, joined, so
+// the caller retries with backoff.
+func (r *NodeClassResolver) Resolve(ctx context.Context, nc *awsv1.EC2NodeClass) (awsv1.EC2NodeClassStatus, error) {
+	status := *nc.Status.DeepCopy()
+	now := metav1.NewTime(r.opts.Clock.Now())
+	set := func(conditionType string, ok bool, reason, message string) {
+		c := metav1.Condition{Type: conditionType, Status: metav1.ConditionFalse, Reason: reason, Message: message, ObservedGeneration: nc.Generation, LastTransitionTime: now}
+		if ok {
+			c.Status, c.Reason = metav1.ConditionTrue, conditionType
+		}
+		meta.SetStatusCondition(&status.Conditions, c)
+	}
+	var errs []error
+	failed := func(conditionType string, err error) {
+		errs = append(errs, err)
+		if meta.FindStatusCondition(status.Conditions, conditionType) == nil {
+			meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: conditionType, Status: metav1.ConditionUnknown,
+				Reason: ReasonResolutionFailed, Message: err.Error(), ObservedGeneration: nc.Generation, LastTransitionTime: now})
+		}
+	}
+
+	if subnets, unmatched, err := r.subnets(ctx, nc); err != nil {
+		failed(awsv1.ConditionTypeSubnetsReady, err)
+	} else {
+		status.Subnets = subnets
+		set(awsv1.ConditionTypeSubnetsReady, len(subnets) > 0, ReasonSubnetsNotFound, selectionMessage("subnet", len(subnets), unmatched))
+	}
+	if groups, unmatched, err := r.securityGroups(ctx, nc); err != nil {
+		failed(awsv1.ConditionTypeSecurityGroupsReady, err)
+	} else {
+		status.SecurityGroups = groups
+		set(awsv1.ConditionTypeSecurityGroupsReady, len(groups) > 0, ReasonSecurityGroupsNotFound, selectionMessage("security group", len(groups), unmatched))
+	}
+	if amis, unmatched, err := r.amis(ctx, nc); err != nil {
+		failed(awsv1.ConditionTypeAMIsReady, err)
+	} else {
+		status.AMIs = amis
+		set(awsv1.ConditionTypeAMIsReady, len(amis) > 0, ReasonAMINotFound, selectionMessage("AMI", len(amis), unmatched))
+	}
+
+	profile, message := instanceProfile(r.opts, nc)
+	status.InstanceProfile = profile
+	set(awsv1.ConditionTypeInstanceProfileReady, profile != "", ReasonInvalidSpec, message)
+
+	problems := r.validate(nc)
+	set(awsv1.ConditionTypeValidationSucceeded, len(problems) == 0, ReasonInvalidSpec, strings.Join(problems, "; "))
+
+	setReady(&status, nc.Generation, now)
+	return status, errors.Join(errs...)
+}
+
+// setReady summarizes the readiness conditions into Ready: False when one is
+// False, else Unknown while one is not resolved yet, else True.
+func setReady(status *awsv1.EC2NodeClassStatus, generation int64, now metav1.Time) {
+	var falses, unknowns []string
+	for _, t := range readinessConditions {
+		switch c := meta.FindStatusCondition(status.Conditions, t); {
+		case c == nil || c.Status == metav1.ConditionUnknown:
+			unknowns = append(unknowns, t+" is unknown")
+		case c.Status == metav1.ConditionFalse:
+			falses = append(falses, fmt.Sprintf("%s=False: %s", t, c.Message))
+		}
+	}
+	ready := metav1.Condition{Type: ConditionTypeReady, Status: metav1.ConditionTrue, Reason: ConditionTypeReady, ObservedGeneration: generation, LastTransitionTime: now}
+	switch {
+	case len(falses) > 0:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonUnhealthyDependents, strings.Join(append(falses, unknowns...), "; ")
+	case len(unknowns) > 0:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionUnknown, ReasonUnhealthyDependents, strings.Join(unknowns, "; ")
+	}
+	meta.SetStatusCondition(&status.Conditions, ready)
+}
+
+// selectionMessage says what the selectors found and which terms found
+// nothing, the first thing to check when a node class is not ready.
+func selectionMessage(what string, found int, unmatched []string) string {
+	switch {
+	case found == 0 && len(unmatched) > 0:
+		return fmt.Sprintf("no %s matches %s", what, strings.Join(unmatched, ", "))
+	case found == 0:
+		return fmt.Sprintf("no %s selected", what)
+	case len(unmatched) > 0:
+		return fmt.Sprintf("%d %s(s) selected; %s matched nothing", found, what, strings.Join(unmatched, ", "))
+	default:
+		return ""
+	}
+}
+
+// describeTerm names a selector term in messages as the user wrote it.
+func describeTerm(field string, i int, term any) string {
+	raw, err := json.Marshal(term)
+	if err != nil {
+		return fmt.Sprintf("%s[%d]", field, i)
+	}
+	return fmt.Sprintf("%s[%d] %s", field, i, raw)
+}
+
+func filter(name string, values ...string) ec2types.Filter {
+	return ec2types.Filter{Name: aws.String(name), Values: values}
+}
+
+// tagFilters turns selector tags into EC2 filters; "*" selects any value of
+// the key.
+func tagFilters(tags map[string]string) []ec2types.Filter {
+	var out []ec2types.Filter
+	for _, k := range sortedKeys(tags) {
+		if v := tags[k]; v == "*" {
+			out = append(out, filter("tag-key", k))
+		} else {
+			out = append(out, filter("tag:"+k, v))
+		}
+	}
+	return out
+}
+
+// hasTags checks the selector's tags again on an answer: EC2 merges filters
+// of the same name (several "tag-key") into one OR, and the term means AND.
+func hasTags(have []ec2types.Tag, want map[string]string) bool {
+	got := make(map[string]string, len(have))
+	for _, t := range have {
+		got[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	for k, v := range want {
+		gv, ok := got[k]
+		if !ok || (v != "*" && gv != v) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// subnets resolves subnetSelectorTerms (ORed), the ones with the most free
+// addresses first: the launch path uses the first subnet of each zone.
+func (r *NodeClassResolver) subnets(ctx context.Context, nc *awsv1.EC2NodeClass) ([]awsv1.Subnet, []string, error) {
+	type found struct {
+		subnet awsv1.Subnet
+		free   int32
+	}
+	byID := map[string]found{}
+	var unmatched []string
+	for i, term := range nc.Spec.SubnetSelectorTerms {
+		desc := describeTerm("subnetSelectorTerms", i, term)
+		if term.ID == "" && len(term.Tags) == 0 {
+			unmatched = append(unmatched, desc)
+			continue // an empty term would select every subnet of the account
+		}
+		filters := tagFilters(term.Tags)
+		if term.ID != "" {
+			filters = append(filters, filter("subnet-id", term.ID))
+		}
+		matched := 0
+		pages := ec2.NewDescribeSubnetsPaginator(r.ec2, &ec2.DescribeSubnetsInput{Filters: filters})
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				return nil, nil, fmt.Errorf("describing subnets for %s: %w", desc, err)
+			}
+			for _, s := range page.Subnets {
+				if !hasTags(s.Tags, term.Tags) {
+					continue
+				}
+				matched++
+				id := aws.ToString(s.SubnetId)
+				byID[id] = found{awsv1.Subnet{ID: id, Zone: aws.ToString(s.AvailabilityZone), ZoneID: aws.ToString(s.AvailabilityZoneId)}, aws.ToInt32(s.AvailableIpAddressCount)}
+			}
+		}
+		if matched == 0 {
+			unmatched = append(unmatched, desc)
+		}
+	}
+	all := make([]found, 0, len(byID))
+	for _, f := range byID {
+		all = append(all, f)
+	}
+	slices.SortFunc(all, func(a, b found) int {
+		return cmp.Or(cmp.Compare(b.free, a.free), cmp.Compare(a.subnet.ID, b.subnet.ID))
+	})
+	out := make([]awsv1.Subnet, len(all))
+	for i, f := range all {
+		out[i] = f.subnet
+	}
+	return out, unmatched, nil
+}
+
+// securityGroups resolves securityGroupSelectorTerms (ORed), sorted by id.
+func (r *NodeClassResolver) securityGroups(ctx context.Context, nc *awsv1.EC2NodeClass) ([]awsv1.SecurityGroup, []string, error) {
+	byID := map[string]awsv1.SecurityGroup{}
+	var unmatched []string
+	for i, term := range nc.Spec.SecurityGroupSelectorTerms {
+		desc := describeTerm("securityGroupSelectorTerms", i, term)
+		if term.ID == "" && term.Name == "" && len(term.Tags) == 0 {
+			unmatched = append(unmatched, desc)
+			continue
+		}
+		filters := tagFilters(term.Tags)
+		if term.ID != "" {
+			filters = append(filters, filter("group-id", term.ID))
+		}
+		if term.Name != "" {
+			filters = append(filters, filter("group-name", term.Name))
+		}
+		matched := 0
+		pages := ec2.NewDescribeSecurityGroupsPaginator(r.ec2, &ec2.DescribeSecurityGroupsInput{Filters: filters})
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				return nil, nil, fmt.Errorf("describing security groups for %s: %w", desc, err)
+			}
+			for _, g := range page.SecurityGroups {
+				if !hasTags(g.Tags, term.Tags) {
+					continue
+				}
+				matched++
+				id := aws.ToString(g.GroupId)
+				byID[id] = awsv1.SecurityGroup{ID: id, Name: aws.ToString(g.GroupName)}
+			}
+		}
+		if matched == 0 {
+			unmatched = append(unmatched, desc)
+		}
+	}
+	out := make([]awsv1.SecurityGroup, 0, len(byID))
+	for _, id := range sortedKeys(byID) {
+		out = append(out, byID[id])
+	}
+	return out, unmatched, nil
+}
+
+// instanceProfile returns the instance profile nodes of nc launch with, and a
+// message when there is none. With spec.role the name is derived from the
+// cluster, region and node class, as Karpenter derives it, so it is stable
+// across restarts and role changes. Creating that profile in IAM (and adding
+// the role to it) is not implemented yet: until it is, the profile must exist,
+// and the condition's message says so.
+func instanceProfile(o Options, nc *awsv1.EC2NodeClass) (string, string) {
+	if p := nc.Spec.InstanceProfile; p != nil && *p != "" {
+		return *p, ""
+	}
+	if nc.Spec.Role == "" {
+		return "", "neither spec.role nor spec.instanceProfile is set"
+	}
+	name := InstanceProfileName(o.ClusterName, o.Region, nc.Name)
+	return name, fmt.Sprintf("instance profile %s is derived for role %s; nodewright does not create it in IAM yet, so it must exist with that role", name, nc.Spec.Role)
+}
+
+// InstanceProfileName is the instance profile nodewright uses for a node
+// class that names a role: "<cluster>_<hash of region and node class>".
+func InstanceProfileName(cluster, region, nodeClass string) string {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(region + "/" + nodeClass))
+	return fmt.Sprintf("%s_%d", cluster, h.Sum64())
+}
+
+// validate lists what in nc's spec the provider cannot launch with.
+func (r *NodeClassResolver) validate(nc *awsv1.EC2NodeClass) []string {
+	var problems []string
+	if _, err := NodeSettings(nc, r.opts.VMMemoryOverheadPercent); err != nil {
+		problems = append(problems, err.Error())
+	}
+	switch family := AMIFamily(nc); family {
+	case amiFamilyAL2023, amiFamilyCustom:
+	case "":
+		problems = append(problems, "spec.amiFamily is required when amiSelectorTerms has no alias")
+	default:
+		problems = append(problems, fmt.Sprintf("AMI family %s is not supported yet: nodewright writes user data for AL2023 (nodeadm) and passes Custom user data through unchanged", family))
+	}
+	return problems
+}

@@ -1,0 +1,156 @@
+package aws
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+	"github.com/nodewright/nodewright/pkg/catalog"
+	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
+)
+
+// nodeClassCatalogs derives, from the region's catalog, the catalog one node
+// class can launch from: offerings only in zones where it has a subnet, and
+// only types one of its AMIs runs on (no GPU type without a GPU image). The
+// solver must not plan what the launch cannot place. Derived catalogs are
+// cached per (region catalog, zones, AMI requirements), since node classes
+// rarely change and the region catalog changes every few minutes at most.
+type nodeClassCatalogs struct {
+	mu      sync.Mutex
+	entries map[string]derivedCatalog
+}
+
+type derivedCatalog struct {
+	base, derived *catalog.Catalog
+}
+
+func newNodeClassCatalogs() *nodeClassCatalogs {
+	return &nodeClassCatalogs{entries: map[string]derivedCatalog{}}
+}
+
+// get returns nc's catalog from base. It shares base's unavailable
+// offerings, so what the launch marks out is out for the solver too.
+func (n *nodeClassCatalogs) get(base *catalog.Catalog, nc *awsv1.EC2NodeClass) (*catalog.Catalog, error) {
+	zoneIDs := nodeClassZoneIDs(base, nc)
+	amiReqs, err := json.Marshal(amiRequirementSets(nc.Status.AMIs))
+	if err != nil {
+		return nil, fmt.Errorf("EC2NodeClass %s: %w", nc.Name, err)
+	}
+	key := strings.Join(zoneIDs, ",") + "|" + string(amiReqs)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if e, ok := n.entries[key]; ok && e.base == base {
+		return e.derived, nil
+	}
+	derived, err := restrictCatalog(base, zoneIDs, nc.Status.AMIs)
+	if err != nil {
+		return nil, fmt.Errorf("EC2NodeClass %s: %w", nc.Name, err)
+	}
+	for k, e := range n.entries {
+		if e.base != base {
+			delete(n.entries, k) // built from an older region catalog
+		}
+	}
+	n.entries[key] = derivedCatalog{base, derived}
+	return derived, nil
+}
+
+// nodeClassZoneIDs are the zone ids of nc's subnets, sorted. A subnet
+// without one (a status written before zone ids were) is placed by its
+// zone's name.
+func nodeClassZoneIDs(base *catalog.Catalog, nc *awsv1.EC2NodeClass) []string {
+	var byName map[string]string
+	var ids []string
+	for _, s := range nc.Status.Subnets {
+		id := s.ZoneID
+		if id == "" {
+			if byName == nil {
+				byName = zoneIDsByName(base)
+			}
+			id = byName[s.Zone]
+		}
+		if id != "" && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func zoneIDsByName(c *catalog.Catalog) map[string]string {
+	out := map[string]string{}
+	for _, it := range c.Types {
+		for _, o := range it.Offerings {
+			out[o.Zone] = o.ZoneID
+		}
+	}
+	return out
+}
+
+// amiRequirementSets are the AMIs' requirements without their ids: a new
+// AMI release does not change which types a node class can launch.
+func amiRequirementSets(amis []awsv1.AMI) []any {
+	out := make([]any, len(amis))
+	for i, a := range amis {
+		out[i] = a.Requirements
+	}
+	return out
+}
+
+// restrictCatalog rebuilds base with only the given zones and the types one
+// of amis runs on.
+func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI) (*catalog.Catalog, error) {
+	amiReqs := make([]requirements.Requirements, len(amis))
+	for i, a := range amis {
+		amiReqs[i] = amiRequirements(a)
+	}
+	runs := func(labels map[string]string) bool {
+		for _, r := range amiReqs {
+			if r.Matches(labels) {
+				return true
+			}
+		}
+		return false
+	}
+	names := catalog.ZoneNames{}
+	snap := &catalog.Snapshot{}
+	for _, it := range base.Types {
+		for _, o := range it.Offerings {
+			names[o.ZoneID] = o.Zone
+		}
+		r, ok := it.Spec.Regions[base.Region]
+		if !ok || !runs(it.Labels) {
+			continue
+		}
+		kept := catalog.SnapshotRegion{OnDemand: r.OnDemand, Interruption: r.Interruption}
+		hasSpot := false
+		for i, id := range r.ZoneIDs {
+			if !slices.Contains(zoneIDs, id) {
+				continue
+			}
+			kept.ZoneIDs = append(kept.ZoneIDs, id)
+			spot := 0.0
+			if i < len(r.Spot) {
+				spot = r.Spot[i]
+			}
+			kept.Spot = append(kept.Spot, spot)
+			hasSpot = hasSpot || spot > 0
+		}
+		if !hasSpot {
+			kept.Spot = nil
+		}
+		if len(kept.ZoneIDs) == 0 {
+			continue
+		}
+		spec := it.Spec
+		spec.Regions = map[string]catalog.SnapshotRegion{base.Region: kept}
+		snap.Types = append(snap.Types, spec)
+	}
+	if len(snap.Types) == 0 {
+		return nil, fmt.Errorf("no instance type of %s is offered in its subnets' zones %v and runs one of its %d AMIs", base.Region, zoneIDs, len(amis))
+	}
+	return catalog.New(snap, base.Region, names, base.Unavailable)
+}

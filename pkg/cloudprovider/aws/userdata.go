@@ -1,0 +1,198 @@
+package aws
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/textproto"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+)
+
+// mimeBoundary separates the parts of the user data nodewright writes. It is
+// fixed so that the same inputs give byte-identical user data, and so the
+// same launch template name.
+const mimeBoundary = "//nodewright//"
+
+// Content types cloud-init and nodeadm read from a MIME multipart user data.
+const (
+	contentTypeNodeConfig = "application/node.eks.aws"
+	contentTypeShell      = "text/x-shellscript"
+	contentTypeCloudCfg   = "text/cloud-config"
+)
+
+// nodeConfig is nodeadm's NodeConfig (node.eks.aws/v1alpha1), the parts of it
+// nodewright sets.
+type nodeConfig struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Spec       nodeConfigSpec `json:"spec"`
+}
+
+type nodeConfigSpec struct {
+	Cluster struct {
+		Name                 string `json:"name"`
+		APIServerEndpoint    string `json:"apiServerEndpoint"`
+		CertificateAuthority string `json:"certificateAuthority"`
+		CIDR                 string `json:"cidr"`
+	} `json:"cluster"`
+	Kubelet struct {
+		Config awsv1.KubeletConfiguration `json:"config,omitempty"`
+		Flags  []string                   `json:"flags,omitempty"`
+	} `json:"kubelet"`
+}
+
+// bootstrap is what a node needs to join as the node it was launched as.
+type bootstrap struct {
+	Labels map[string]string
+	Taints []corev1.Taint
+	// Kubelet is the node class's spec.kubelet, passed to the kubelet as
+	// configuration (nodeadm merges it over its defaults).
+	Kubelet awsv1.KubeletConfiguration
+	// UserData is the node class's spec.userData, merged in.
+	UserData string
+}
+
+// al2023UserData writes MIME multipart user data for nodeadm: the user's own
+// parts first, then nodewright's NodeConfig, which nodeadm merges over them,
+// so the cluster, labels and taints are always the ones nodewright needs.
+func al2023UserData(o Options, b bootstrap) (string, error) {
+	nc := nodeConfig{APIVersion: "node.eks.aws/v1alpha1", Kind: "NodeConfig"}
+	nc.Spec.Cluster.Name = o.ClusterName
+	nc.Spec.Cluster.APIServerEndpoint = o.ClusterEndpoint
+	nc.Spec.Cluster.CertificateAuthority = o.ClusterCABundle
+	nc.Spec.Cluster.CIDR = o.ClusterCIDR
+	nc.Spec.Kubelet.Config = b.Kubelet
+	if len(b.Labels) > 0 {
+		nc.Spec.Kubelet.Flags = append(nc.Spec.Kubelet.Flags, "--node-labels="+formatLabels(b.Labels))
+	}
+	if len(b.Taints) > 0 {
+		nc.Spec.Kubelet.Flags = append(nc.Spec.Kubelet.Flags, "--register-with-taints="+formatTaints(b.Taints))
+	}
+	ours, err := yaml.Marshal(nc)
+	if err != nil {
+		return "", fmt.Errorf("writing NodeConfig: %w", err)
+	}
+	parts, err := userParts(b.UserData)
+	if err != nil {
+		return "", fmt.Errorf("reading spec.userData: %w", err)
+	}
+	parts = append(parts, userDataPart{contentTypeNodeConfig, ours})
+
+	var buf bytes.Buffer
+	buf.WriteString("MIME-Version: 1.0\r\n")
+	fmt.Fprintf(&buf, "Content-Type: multipart/mixed; boundary=%q\r\n\r\n", mimeBoundary)
+	w := multipart.NewWriter(&buf)
+	if err := w.SetBoundary(mimeBoundary); err != nil {
+		return "", err
+	}
+	for _, p := range parts {
+		pw, err := w.CreatePart(textproto.MIMEHeader{"Content-Type": {p.contentType}})
+		if err != nil {
+			return "", err
+		}
+		if _, err := pw.Write(p.body); err != nil {
+			return "", err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return "", err
+	}
+	return buf.String(), nil
+}
+
+type userDataPart struct {
+	contentType string
+	body        []byte
+}
+
+// userParts splits the user's user data into parts: a MIME multipart
+// document part by part, anything else as one part typed by its first line
+// (a shell script, cloud-config, else a NodeConfig).
+func userParts(userData string) ([]userDataPart, error) {
+	if strings.TrimSpace(userData) == "" {
+		return nil, nil
+	}
+	if strings.HasPrefix(userData, "MIME-Version:") || strings.HasPrefix(userData, "Content-Type: multipart") {
+		return mimeParts(userData)
+	}
+	contentType := contentTypeNodeConfig
+	switch first := strings.TrimSpace(strings.SplitN(userData, "\n", 2)[0]); {
+	case strings.HasPrefix(first, "#!"):
+		contentType = contentTypeShell
+	case strings.HasPrefix(first, "#cloud-config"):
+		contentType = contentTypeCloudCfg
+	}
+	return []userDataPart{{contentType, []byte(userData)}}, nil
+}
+
+func mimeParts(userData string) ([]userDataPart, error) {
+	header, body, ok := strings.Cut(strings.ReplaceAll(userData, "\r\n", "\n"), "\n\n")
+	if !ok {
+		return nil, fmt.Errorf("MIME user data has no body")
+	}
+	var boundary string
+	for _, line := range strings.Split(header, "\n") {
+		name, value, _ := strings.Cut(line, ":")
+		if strings.EqualFold(strings.TrimSpace(name), "Content-Type") {
+			mediaType, params, err := mime.ParseMediaType(strings.TrimSpace(value))
+			if err != nil || !strings.HasPrefix(mediaType, "multipart/") || params["boundary"] == "" {
+				return nil, fmt.Errorf("MIME user data: Content-Type %q is not multipart with a boundary", strings.TrimSpace(value))
+			}
+			boundary = params["boundary"]
+		}
+	}
+	if boundary == "" {
+		return nil, fmt.Errorf("MIME user data has no Content-Type header")
+	}
+	r := multipart.NewReader(strings.NewReader(body), boundary)
+	var parts []userDataPart
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			return parts, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("MIME user data part %d: %w", len(parts)+1, err)
+		}
+		data, err := io.ReadAll(p)
+		if err != nil {
+			return nil, fmt.Errorf("MIME user data part %d: %w", len(parts)+1, err)
+		}
+		contentType := p.Header.Get("Content-Type")
+		if contentType == "" {
+			contentType = "text/plain"
+		}
+		parts = append(parts, userDataPart{contentType, data})
+	}
+}
+
+// formatLabels renders --node-labels: k=v pairs sorted by key.
+func formatLabels(labels map[string]string) string {
+	pairs := make([]string, 0, len(labels))
+	for _, k := range sortedKeys(labels) {
+		pairs = append(pairs, k+"="+labels[k])
+	}
+	return strings.Join(pairs, ",")
+}
+
+// formatTaints renders --register-with-taints: key[=value]:Effect, sorted.
+func formatTaints(taints []corev1.Taint) string {
+	out := make([]string, 0, len(taints))
+	for _, t := range taints {
+		s := t.Key
+		if t.Value != "" {
+			s += "=" + t.Value
+		}
+		out = append(out, s+":"+string(t.Effect))
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
+}
