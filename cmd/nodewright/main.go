@@ -31,7 +31,17 @@ func main() {
 		fmt.Fprintf(os.Stderr, "nodewright: %v\n", err)
 		os.Exit(1)
 	}
-	if err := op.Run(ctrl.SetupSignalHandler()); err != nil {
+	ctx := ctrl.SetupSignalHandler()
+	cloud, err := op.AWS(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nodewright: %v\n", err)
+		os.Exit(1)
+	}
+	if err := op.RegisterControllers(ctx, cloud); err != nil {
+		fmt.Fprintf(os.Stderr, "nodewright: %v\n", err)
+		os.Exit(1)
+	}
+	if err := op.Run(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "nodewright: %v\n", err)
 		os.Exit(1)
 	}

@@ -28,7 +28,11 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid options: %w", err)
 	}
-	ctrl.SetLogger(zap.New(zap.UseDevMode(false), zap.Level(logLevel(opts.LogLevel))))
+	logOpts := []zap.Opts{zap.UseDevMode(false), zap.Level(logLevel(opts.LogLevel))}
+	if opts.LogWriter != nil {
+		logOpts = append(logOpts, zap.WriteTo(opts.LogWriter))
+	}
+	ctrl.SetLogger(zap.New(logOpts...))
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme.New(),
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},

@@ -33,6 +33,9 @@ type Options struct {
 	BatchMaxDuration time.Duration
 	// LogLevel is debug, info or error. Default info.
 	LogLevel string
+	// LogWriter receives the JSON logs; default standard error. Not a flag:
+	// the demo and tests send the logs to a file.
+	LogWriter io.Writer
 	// Region is the AWS region instances launch in. Required.
 	Region string
 	// AWSEndpoint, when set, replaces every AWS service endpoint: a VPC

@@ -46,12 +46,15 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	total[corev1.ResourceName("nodes")] = *resource.NewQuantity(nodes, resource.DecimalSI)
 	before := np.Status.DeepCopy()
+	patch := client.MergeFrom(np.DeepCopy())
 	np.Status.Resources = total
 	np.Status.Nodes = &nodes
 	if equality.Semantic.DeepEqual(before, &np.Status) {
 		return ctrl.Result{}, nil
 	}
-	if err := c.Kube.Status().Update(ctx, np); err != nil {
+	// A merge patch: other writers of the status (conditions) must not make
+	// this fail on a stale resource version.
+	if err := c.Kube.Status().Patch(ctx, np, patch); err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating status of nodepool %s: %w", np.Name, err)
 	}
 	return ctrl.Result{}, nil

@@ -1,0 +1,76 @@
+package operator
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+
+	"k8s.io/client-go/discovery"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/nodewright/nodewright/pkg/catalog"
+	"github.com/nodewright/nodewright/pkg/cloudprovider/aws"
+)
+
+// AWS builds the EC2 cloud provider and adds what it runs to the manager:
+// the catalog refresher and the EC2NodeClass reconciler. The cluster's CA
+// and Kubernetes version, which nodes need to join, come from the API
+// server nodewright itself talks to.
+func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
+	cfg := o.GetConfig()
+	clients, err := aws.NewClients(ctx, aws.ClientOptions{Region: o.Options.Region, Endpoint: o.Options.AWSEndpoint})
+	if err != nil {
+		return nil, err
+	}
+	snap, err := catalog.EmbeddedSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	types, err := aws.NewInstanceTypeProvider(clients.EC2, clients.Pricing, aws.InstanceTypeOptions{
+		Region: o.Options.Region, Snapshot: snap, Unavailable: catalog.NewUnavailableOfferings(catalog.UnavailableOptions{}),
+		Log: o.GetLogger().WithName("instancetypes"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the instance type provider: %w", err)
+	}
+	if err := o.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		types.Start(ctx)
+		<-ctx.Done()
+		return nil
+	})); err != nil {
+		return nil, fmt.Errorf("adding the catalog refresher: %w", err)
+	}
+	ca := cfg.CAData
+	if len(ca) == 0 && cfg.CAFile != "" {
+		if ca, err = os.ReadFile(cfg.CAFile); err != nil {
+			return nil, fmt.Errorf("reading the cluster CA: %w", err)
+		}
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building a discovery client: %w", err)
+	}
+	version, err := dc.ServerVersion()
+	if err != nil {
+		return nil, fmt.Errorf("reading the Kubernetes version: %w", err)
+	}
+	opts := aws.Options{
+		ClusterName: o.Options.ClusterName, ClusterEndpoint: o.Options.ClusterEndpoint,
+		ClusterCABundle: base64.StdEncoding.EncodeToString(ca), ClusterCIDR: o.Options.ClusterCIDR,
+		KubernetesVersion: version.Major + "." + version.Minor, Region: o.Options.Region,
+		VMMemoryOverheadPercent: o.Options.VMMemoryOverheadPercent,
+	}
+	resolver, err := aws.NewNodeClassResolver(clients, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := (&aws.NodeClassReconciler{Client: o.GetClient(), Resolver: resolver}).SetupWithManager(o.Manager); err != nil {
+		return nil, fmt.Errorf("setting up the EC2NodeClass controller: %w", err)
+	}
+	cloud, err := aws.NewCloudProvider(opts, clients, types, o.GetClient())
+	if err != nil {
+		return nil, err
+	}
+	return cloud, nil
+}

@@ -1,0 +1,126 @@
+// Package env runs nodewright end to end on this machine: a control plane
+// with kube-scheduler, kube-controller-manager and kwok (test/harness), the
+// EC2 simulator with the ap-northeast-2 scenario (test/ec2sim), the bridge
+// that turns running simulated instances into Nodes, and the nodewright
+// operator itself, in process, with its real AWS provider pointed at the
+// simulator. The end-to-end tests and `make demo` both start it.
+package env
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/nodewright/nodewright/pkg/catalog"
+	"github.com/nodewright/nodewright/pkg/operator"
+	"github.com/nodewright/nodewright/test/ec2sim"
+	"github.com/nodewright/nodewright/test/harness"
+)
+
+// ClusterName is the simulated cluster's name; the scenario's security
+// group is tagged for it, as the seed EC2NodeClass selects.
+const ClusterName = "my-cluster"
+
+// Region is the scenario's region, the seed NodePool's zones'.
+const Region = "ap-northeast-2"
+
+// Options tune the environment.
+type Options struct {
+	// Logs receives nodewright's JSON logs; default discarded.
+	Logs io.Writer
+	// BatchIdle and BatchMax are the provisioning batch windows; default
+	// 1s and 10s as in production.
+	BatchIdle, BatchMax time.Duration
+}
+
+// Env is a running environment.
+type Env struct {
+	CP     *harness.ControlPlane
+	Sim    *ec2sim.Server
+	Bridge *ec2sim.NodeBridge
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start starts the simulator, the bridge and nodewright against cp, which
+// must have been started with harness.Options{Cluster: true}.
+func Start(ctx context.Context, cp *harness.ControlPlane, opts Options) (*Env, error) {
+	scenario, err := ec2sim.LoadScenario(Region)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := catalog.EmbeddedSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	sim, err := ec2sim.Start(scenario, snap)
+	if err != nil {
+		return nil, fmt.Errorf("starting the EC2 simulator: %w", err)
+	}
+	// The SDK's default credential chain reads these; the simulator does not
+	// check signatures, but the SDK will not sign without credentials.
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDSIMULATOR", "AWS_SECRET_ACCESS_KEY": "simulator", "AWS_EC2_METADATA_DISABLED": "true"} {
+		if err := os.Setenv(k, v); err != nil {
+			return nil, err
+		}
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	e := &Env{CP: cp, Sim: sim, cancel: cancel, done: make(chan error, 1)}
+	fail := func(err error) (*Env, error) {
+		cancel()
+		return nil, errors.Join(err, sim.Close())
+	}
+	logs := opts.Logs
+	if logs == nil {
+		logs = io.Discard
+	}
+	e.Bridge = ec2sim.NewNodeBridge(sim, cp.Client, ec2sim.NodeBridgeOptions{Log: zap.New(zap.WriteTo(logs)).WithName("nodebridge")})
+	if err := e.Bridge.Start(runCtx); err != nil {
+		return fail(fmt.Errorf("starting the node bridge: %w", err))
+	}
+	idle, max := opts.BatchIdle, opts.BatchMax
+	if idle == 0 {
+		idle = time.Second
+	}
+	if max == 0 {
+		max = 10 * time.Second
+	}
+	op, err := operator.New(cp.Config, operator.Options{
+		ClusterName: ClusterName, MetricsAddr: "0", HealthProbeAddr: "0", LeaderElection: false,
+		BatchIdleDuration: idle, BatchMaxDuration: max, LogLevel: "info", LogWriter: logs,
+		Region: Region, AWSEndpoint: sim.URL, ClusterEndpoint: cp.Config.Host, ClusterCIDR: "10.100.0.0/16",
+		VMMemoryOverheadPercent: catalog.DefaultVMMemoryOverheadPercent,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	cloud, err := op.AWS(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if err := op.RegisterControllers(ctx, cloud); err != nil {
+		return fail(err)
+	}
+	go func() { e.done <- op.Run(runCtx) }()
+	return e, nil
+}
+
+// Stop stops nodewright, the bridge and the simulator.
+func (e *Env) Stop() error {
+	e.cancel()
+	e.Bridge.Stop()
+	var errs []error
+	select {
+	case err := <-e.done:
+		errs = append(errs, err)
+	case <-time.After(30 * time.Second):
+		errs = append(errs, fmt.Errorf("nodewright did not stop within 30s"))
+	}
+	return errors.Join(append(errs, e.Sim.Close())...)
+}
