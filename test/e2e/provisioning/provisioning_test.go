@@ -394,11 +394,16 @@ func TestOrphanInstanceIsTerminated(t *testing.T) {
 	if err := cp.Client.Create(ctx, nc); err != nil {
 		t.Fatal(err)
 	}
+	// Not owned by the pool: if the test stops early, delete it here.
+	t.Cleanup(func() { _ = cp.Client.Delete(ctx, nc) })
 	cp.Eventually(t, time.Minute, "the nodeclaim launched", func(ctx context.Context) (bool, error) {
 		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(nc), nc); err != nil {
 			return false, err
 		}
-		return nc.Status.ProviderID != "", fmt.Errorf("not launched: %v", nc.Status.Conditions)
+		if nc.Status.ProviderID == "" {
+			return false, fmt.Errorf("not launched: %v", nc.Status.Conditions)
+		}
+		return true, nil
 	})
 	id := nc.Status.ProviderID[strings.LastIndex(nc.Status.ProviderID, "/")+1:]
 	// Gone from the cluster without its finalizer running: the instance is
