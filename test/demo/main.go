@@ -1,7 +1,9 @@
 // Command demo runs nodewright's demo on this machine: a local control plane
-// (etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok), the seed
-// manifests users bring, and what nodewright does with them, printed as it
-// happens. Run it with `make demo`; --keep leaves the cluster up for kubectl.
+// (etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok), the
+// EC2 simulator, nodewright itself with its AWS provider pointed at the
+// simulator, the seed manifests users bring, and what nodewright does with
+// them, printed as it happens. Run it with `make demo`; --keep leaves the
+// cluster up for kubectl.
 package main
 
 import (
@@ -10,17 +12,24 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/catalog"
+	"github.com/nodewright/nodewright/test/env"
 	"github.com/nodewright/nodewright/test/fixtures"
 	"github.com/nodewright/nodewright/test/harness"
 )
@@ -50,11 +59,32 @@ func run(ctx context.Context, keep bool) error {
 	}()
 	fmt.Printf("  up in %.1fs; nodewright's CRDs installed (karpenter.sh/v1, karpenter.k8s.aws/v1)\n", time.Since(start).Seconds())
 
+	step("Starting the EC2 simulator (" + env.Region + ") and nodewright, its AWS provider pointed at the simulator")
+	logPath := filepath.Join(os.TempDir(), "nodewright-demo.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	e, err := env.Start(ctx, cp, env.Options{Logs: logFile})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := e.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
+	fmt.Printf("  simulator at %s; nodewright's JSON logs in %s\n", e.Sim.URL, logPath)
+
 	step("Applying the seed manifests unchanged: EC2NodeClass default, NodePool batch-processing")
 	for _, name := range []string{fixtures.EC2NodeClassDefault, fixtures.NodePoolBatch} {
 		if err := apply(ctx, cp, name, ""); err != nil {
 			return err
 		}
+	}
+	if err := waitNodeClassReady(ctx, cp); err != nil {
+		return err
 	}
 	if err := printTable(ctx, cp, schema.GroupVersionResource{Group: "karpenter.k8s.aws", Version: "v1", Resource: "ec2nodeclasses"}, ""); err != nil {
 		return err
@@ -83,7 +113,7 @@ func run(ctx context.Context, keep bool) error {
 		}
 	}
 
-	step("Submitting the seed batch Job (parallelism 10, 2 CPU / 4Gi each, spot only)")
+	step("Submitting the seed batch Job: 100 completions, 10 at a time, 2 CPU / 4Gi each, spot only")
 	ns := "demo"
 	if err := cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: objectMeta(ns)}); err != nil {
 		return fmt.Errorf("creating namespace: %w", err)
@@ -91,21 +121,151 @@ func run(ctx context.Context, keep bool) error {
 	if err := apply(ctx, cp, fixtures.BatchJob, ns); err != nil {
 		return err
 	}
-	pending, reason, err := waitPending(ctx, cp, ns, 10)
-	if err != nil {
+	if err := follow(ctx, cp, ns, "data-processing-job"); err != nil {
 		return err
 	}
-	fmt.Printf("  %d pods Pending; kube-scheduler says: %s\n", pending, reason)
-	fmt.Println("  nodewright's provisioning (pending pods -> NodeClaims -> EC2 fleet -> Ready nodes) is the next")
-	fmt.Println("  milestone; this demo grows with it. Today it shows the APIs, validation and the local cluster.")
+	if err := printTable(ctx, cp, schema.GroupVersionResource{Group: "karpenter.sh", Version: "v1", Resource: "nodeclaims"}, ""); err != nil {
+		return err
+	}
+	fmt.Println("  The nodes stay until consolidation (the next milestone) removes empty ones.")
 
 	if keep {
 		step("Cluster left running. In another terminal:")
-		fmt.Printf("  export KUBECONFIG=%s\n  kubectl get nodepools,ec2nodeclasses,pods -A\n  (Ctrl-C here stops it)\n", cp.Kubeconfig)
+		fmt.Printf("  export KUBECONFIG=%s\n  kubectl get nodepools,nodeclaims,nodes,pods -A\n  (Ctrl-C here stops it)\n", cp.Kubeconfig)
 		<-ctx.Done()
 	}
 	step("Done")
 	return nil
+}
+
+// waitNodeClassReady waits for nodewright to resolve the seed EC2NodeClass.
+func waitNodeClassReady(ctx context.Context, cp *harness.ControlPlane) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		nc := &awsv1.EC2NodeClass{}
+		if err := cp.Client.Get(ctx, client.ObjectKey{Name: "default"}, nc); err != nil {
+			return err
+		}
+		if c := meta.FindStatusCondition(nc.Status.Conditions, "Ready"); c != nil && c.Status == metav1.ConditionTrue {
+			fmt.Printf("  ec2nodeclass/default Ready: %d subnets, %d security groups, %d AMIs resolved from the simulator\n",
+				len(nc.Status.Subnets), len(nc.Status.SecurityGroups), len(nc.Status.AMIs))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ec2nodeclass/default did not become Ready: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// follow prints the Job's progress and what nodewright does for it until
+// the Job completes, then the cost.
+func follow(ctx context.Context, cp *harness.ControlPlane, ns, name string) error {
+	snap, err := catalog.EmbeddedSnapshot()
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.New(snap, env.Region, nil, nil)
+	if err != nil {
+		return err
+	}
+	price := func(nc *v1.NodeClaim) float64 {
+		it := cat.Get(nc.Labels[corev1.LabelInstanceTypeStable])
+		if it == nil {
+			return 0
+		}
+		for _, o := range it.Offerings {
+			if o.Zone == nc.Labels[corev1.LabelTopologyZone] && o.CapacityType == nc.Labels[v1.CapacityTypeLabelKey] {
+				return o.Price
+			}
+		}
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	seen := map[string]bool{}
+	nodeHours, lastTick := 0.0, time.Now()
+	last := ""
+	for {
+		var (
+			job    batchv1.Job
+			pods   corev1.PodList
+			claims v1.NodeClaimList
+		)
+		if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &job); err != nil {
+			return err
+		}
+		if err := cp.Client.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if err := cp.Client.List(ctx, &claims); err != nil {
+			return err
+		}
+		pending, running := 0, 0
+		for _, p := range pods.Items {
+			switch p.Status.Phase {
+			case corev1.PodPending:
+				pending++
+			case corev1.PodRunning:
+				running++
+			}
+		}
+		launched, ready, perHour := 0, 0, 0.0
+		for i := range claims.Items {
+			nc := &claims.Items[i]
+			if meta.IsStatusConditionTrue(nc.Status.Conditions, v1.ConditionTypeLaunched) {
+				launched++
+				perHour += price(nc)
+				if !seen[nc.Name] {
+					seen[nc.Name] = true
+					fmt.Printf("  %5.1fs  nodeclaim/%s launched: %s %s in %s, $%.4f/h\n", time.Since(start).Seconds(), nc.Name,
+						nc.Labels[v1.CapacityTypeLabelKey], nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone], price(nc))
+				}
+			}
+			if meta.IsStatusConditionTrue(nc.Status.Conditions, v1.ConditionTypeReady) {
+				ready++
+			}
+		}
+		nodeHours += perHour * time.Since(lastTick).Hours()
+		lastTick = time.Now()
+		line := fmt.Sprintf("pods pending %d, running %d | nodeclaims %d, launched %d, nodes ready %d | job %d/%d succeeded",
+			pending, running, len(claims.Items), launched, ready, job.Status.Succeeded, *job.Spec.Completions)
+		if line != last {
+			fmt.Printf("  %5.1fs  %s\n", time.Since(start).Seconds(), line)
+			last = line
+		}
+		if job.Status.Succeeded >= *job.Spec.Completions {
+			fmt.Printf("\n  Job complete in %.0fs on %d spot nodes costing $%.4f/h together; this run used $%.5f of compute.\n",
+				time.Since(start).Seconds(), launched, perHour, nodeHours)
+			fmt.Printf("  The same nodes on demand would cost $%.4f/h.\n", onDemand(cat, claims.Items))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the job did not complete: %w", ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// onDemand is what the claims' instance types cost on demand in their zones.
+func onDemand(cat *catalog.Catalog, claims []v1.NodeClaim) float64 {
+	total := 0.0
+	for _, nc := range claims {
+		it := cat.Get(nc.Labels[corev1.LabelInstanceTypeStable])
+		if it == nil {
+			continue
+		}
+		for _, o := range it.Offerings {
+			if o.Zone == nc.Labels[corev1.LabelTopologyZone] && o.CapacityType == v1.CapacityTypeOnDemand {
+				total += o.Price
+			}
+		}
+	}
+	return total
 }
 
 func step(msg string) { fmt.Printf("\n==> %s\n", msg) }
@@ -143,37 +303,4 @@ func printTable(ctx context.Context, cp *harness.ControlPlane, gvr schema.GroupV
 		fmt.Fprintln(w, "  "+strings.Join(row, "\t"))
 	}
 	return w.Flush()
-}
-
-// waitPending waits until want pods of the namespace are Pending and the
-// scheduler has said why, and returns that reason.
-func waitPending(ctx context.Context, cp *harness.ControlPlane, ns string, want int) (int, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for {
-		pods := &corev1.PodList{}
-		if err := cp.Client.List(ctx, pods, client.InNamespace(ns)); err != nil {
-			return 0, "", err
-		}
-		pending, reason := 0, ""
-		for _, p := range pods.Items {
-			if p.Status.Phase != corev1.PodPending {
-				continue
-			}
-			pending++
-			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Message != "" {
-					reason = c.Message
-				}
-			}
-		}
-		if pending >= want && reason != "" {
-			return pending, reason, nil
-		}
-		select {
-		case <-ctx.Done():
-			return pending, reason, fmt.Errorf("waiting for %d unschedulable pods (have %d): %w", want, pending, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
