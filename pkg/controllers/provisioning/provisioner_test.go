@@ -1,0 +1,261 @@
+package provisioning
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/catalog"
+	"github.com/nodewright/nodewright/pkg/cloudprovider/aws"
+	"github.com/nodewright/nodewright/pkg/state"
+	"github.com/nodewright/nodewright/test/ec2sim"
+	"github.com/nodewright/nodewright/test/fixtures"
+	"github.com/nodewright/nodewright/test/harness"
+)
+
+var cp *harness.ControlPlane
+
+func TestMain(m *testing.M) { harness.Main(m, harness.Options{}, &cp) }
+
+// discard drops events.
+type discard struct{}
+
+func (discard) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...any) {}
+
+// clock records when each NodeClaim was created, client side: the
+// apiserver's creationTimestamp has one-second resolution.
+type clock struct {
+	client.Client
+	mu      sync.Mutex
+	created map[string]time.Time
+}
+
+func (c *clock) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	err := c.Client.Create(ctx, obj, opts...)
+	if _, ok := obj.(*v1.NodeClaim); ok && err == nil {
+		c.mu.Lock()
+		c.created[obj.GetName()] = time.Now()
+		c.mu.Unlock()
+	}
+	return err
+}
+
+var setupOnce sync.Once
+
+// newProvisioner builds a provisioner with the real AWS provider against
+// the simulator, and the seed EC2NodeClass resolved.
+func newProvisioner(tb testing.TB) (*Provisioner, *clock) {
+	tb.Helper()
+	ctx := context.Background()
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDSIMULATOR", "AWS_SECRET_ACCESS_KEY": "simulator", "AWS_EC2_METADATA_DISABLED": "true"} {
+		if err := os.Setenv(k, v); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	scenario, err := ec2sim.LoadScenario("ap-northeast-2")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	snap, err := catalog.EmbeddedSnapshot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sim, err := ec2sim.Start(scenario, snap)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = sim.Close() })
+	clients, err := aws.NewClients(ctx, aws.ClientOptions{Region: "ap-northeast-2", Endpoint: sim.URL})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	types, err := aws.NewInstanceTypeProvider(clients.EC2, clients.Pricing, aws.InstanceTypeOptions{
+		Region: "ap-northeast-2", Snapshot: snap, Unavailable: catalog.NewUnavailableOfferings(catalog.UnavailableOptions{})})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opts := aws.Options{ClusterName: "my-cluster", ClusterEndpoint: cp.Config.Host, ClusterCABundle: "Cg==",
+		ClusterCIDR: "10.100.0.0/16", KubernetesVersion: "1.37", Region: "ap-northeast-2"}
+	setupOnce.Do(func() {
+		resolver, err := aws.NewNodeClassResolver(clients, opts)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		objs, err := fixtures.SeedObjects(fixtures.EC2NodeClassDefault)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		nc := &awsv1.EC2NodeClass{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, nc); err != nil {
+			tb.Fatal(err)
+		}
+		if err := cp.Client.Create(ctx, nc); err != nil {
+			tb.Fatal(err)
+		}
+		if nc.Status, err = resolver.Resolve(ctx, nc); err != nil {
+			tb.Fatal(err)
+		}
+		if err := cp.Client.Status().Update(ctx, nc); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	cloud, err := aws.NewCloudProvider(opts, clients, types, cp.Client)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kube := &clock{Client: cp.Client, created: map[string]time.Time{}}
+	return New(kube, state.NewCluster(cp.Client), cloud, NewBatcher(time.Second, 10*time.Second), discard{}, Options{SpotRiskWeight: -1}), kube
+}
+
+// seedPool creates a copy of the seed NodePool under a unique name, without
+// its instance-type list when wide.
+func seedPool(tb testing.TB, wide bool) *v1.NodePool {
+	tb.Helper()
+	objs, err := fixtures.SeedObjects(fixtures.NodePoolBatch)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	np := &v1.NodePool{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, np); err != nil {
+		tb.Fatal(err)
+	}
+	np.Name = harness.Name("pool")
+	np.Spec.Template.Labels = map[string]string{"pool": np.Name}
+	if wide {
+		np.Spec.Limits = nil
+		np.Spec.Template.Spec.Requirements = slices.DeleteFunc(np.Spec.Template.Spec.Requirements, func(r v1.NodeSelectorRequirementWithMinValues) bool {
+			return r.Key == corev1.LabelInstanceTypeStable
+		})
+	}
+	if err := cp.Client.Create(context.Background(), np); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = cp.Client.Delete(context.Background(), np) })
+	return np
+}
+
+// pendingPods creates n pods selecting pool, marked unschedulable as
+// kube-scheduler would.
+func pendingPods(tb testing.TB, ns, pool string, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	sizes := []struct{ cpu, mem string }{{"250m", "512Mi"}, {"500m", "1Gi"}, {"1", "2Gi"}, {"2", "4Gi"}}
+	for i := range n {
+		s := sizes[i%len(sizes)]
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%04d", i), Namespace: ns},
+			Spec: corev1.PodSpec{NodeSelector: map[string]string{"pool": pool}, Containers: []corev1.Container{{Name: "c", Image: "i",
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(s.cpu), corev1.ResourceMemory: resource.MustParse(s.mem)}}}}},
+		}
+		if err := cp.Client.Create(ctx, p); err != nil {
+			tb.Fatal(err)
+		}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}
+		if err := cp.Client.Status().Update(ctx, p); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// A round creates NodeClaims that carry the pool's template and the plan;
+// the next round sees them in flight and creates nothing more for the same
+// pods.
+func TestRoundsDoNotProvisionTwice(t *testing.T) {
+	ctx := context.Background()
+	p, _ := newProvisioner(t)
+	ns := cp.Namespace(t)
+	np := seedPool(t, false)
+	pendingPods(t, ns, np.Name, 12)
+
+	res, err := p.Provision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Created) == 0 || res.Plan.Placed() < 12 {
+		t.Fatalf("first round created %d claims placing %d pods; want claims for all 12", len(res.Created), res.Plan.Placed())
+	}
+	allowed := map[string]bool{"c5.xlarge": true, "c5a.xlarge": true, "c5.2xlarge": true, "c6i.xlarge": true, "c6i.2xlarge": true, "m5.xlarge": true, "m5a.xlarge": true}
+	for _, nc := range res.Created {
+		if len(nc.OwnerReferences) != 1 || nc.OwnerReferences[0].Name != np.Name || nc.Labels[v1.NodePoolLabelKey] != np.Name || nc.Labels["pool"] != np.Name {
+			t.Errorf("claim %s not owned and labelled by its pool: %v %v", nc.Name, nc.OwnerReferences, nc.Labels)
+		}
+		if nc.Spec.NodeClassRef == nil || nc.Spec.NodeClassRef.Name != "default" || nc.Spec.Resources.Requests.Cpu().IsZero() {
+			t.Errorf("claim %s lacks its node class or requests: %+v", nc.Name, nc.Spec)
+		}
+		for _, r := range nc.Spec.Requirements {
+			if r.Key == corev1.LabelInstanceTypeStable {
+				for _, v := range r.Values {
+					if !allowed[v] {
+						t.Errorf("claim %s allows %s, outside the pool", nc.Name, v)
+					}
+				}
+			}
+		}
+	}
+	again, err := p.Provision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Created) != 0 {
+		t.Errorf("the second round created %d more claims for pods already provided for", len(again.Created))
+	}
+}
+
+// BenchmarkBurstToNodeClaims: 1,000 pending pods, one round (snapshot, solve,
+// create NodeClaims) against a real apiserver. Reports each pod's latency
+// from the round's start (the batch window closing) to its NodeClaim being
+// created: p50 and p99.
+func BenchmarkBurstToNodeClaims(b *testing.B) {
+	ctx := context.Background()
+	p, kube := newProvisioner(b)
+	ns := cp.Namespace(b)
+	np := seedPool(b, true)
+	pendingPods(b, ns, np.Name, 1000)
+	var lat []time.Duration
+	claims := 0
+	b.ResetTimer()
+	for range b.N {
+		kube.mu.Lock()
+		kube.created = map[string]time.Time{}
+		kube.mu.Unlock()
+		// The last round's claims are deleted; a fresh view must not
+		// remember them as created-but-unseen.
+		p.cluster = state.NewCluster(cp.Client)
+		start := time.Now()
+		res, err := p.Provision(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if res.Plan.Placed() != 1000 {
+			b.Fatalf("placed %d of 1000 pods", res.Plan.Placed())
+		}
+		claims = len(res.Created)
+		for i, c := range res.Plan.NodeClaims {
+			at := kube.created[res.Created[i].Name]
+			for range c.Pods {
+				lat = append(lat, at.Sub(start))
+			}
+		}
+		if err := cp.Client.DeleteAllOf(ctx, &v1.NodeClaim{}, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
+	b.ReportMetric(float64(claims), "nodeclaims")
+}
