@@ -424,3 +424,77 @@ func TestOrphanInstanceIsTerminated(t *testing.T) {
 		return true, nil
 	})
 }
+
+// Draining goes through the Eviction API: with a PodDisruptionBudget of
+// minAvailable 1 over two replicas on the node, the second eviction waits
+// until the first pod's replacement runs elsewhere, so at no point is no
+// replica running.
+func TestDrainHonoursPodDisruptionBudget(t *testing.T) {
+	ctx := context.Background()
+	ns := cp.Namespace(t)
+	np := seedPool(t, "batch-pdb")
+	createPool(t, np)
+	for _, obj := range []*unstructured.Unstructured{
+		{Object: map[string]any{
+			"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+			"metadata": map[string]any{"name": "api", "namespace": ns},
+			"spec":     map[string]any{"minAvailable": int64(1), "selector": map[string]any{"matchLabels": map[string]any{"app": "api"}}},
+		}},
+		{Object: map[string]any{
+			"apiVersion": "apps/v1", "kind": "Deployment",
+			"metadata": map[string]any{"name": "api", "namespace": ns},
+			"spec": map[string]any{
+				"replicas": int64(2), "selector": map[string]any{"matchLabels": map[string]any{"app": "api"}},
+				"template": map[string]any{
+					"metadata": map[string]any{"labels": map[string]any{"app": "api"}},
+					"spec": map[string]any{
+						"nodeSelector": map[string]any{v1.NodePoolLabelKey: np.Name},
+						"containers": []any{map[string]any{"name": "api", "image": "registry.example/api:1",
+							"resources": map[string]any{"requests": map[string]any{"cpu": "1", "memory": "1Gi"}}}},
+					},
+				},
+			},
+		}},
+	} {
+		if err := cp.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		// Before the pool goes (cleanups run last first): a budget over
+		// pods with nowhere to go would rightly hold the last node forever.
+		t.Cleanup(func() { _ = cp.Client.Delete(ctx, obj) })
+	}
+	labels := map[string]string{"app": "api"}
+	var first v1.NodeClaim
+	cp.Eventually(t, 2*time.Minute, "both api pods running on one nodewright node", func(ctx context.Context) (bool, error) {
+		if err := running(ctx, ns, labels, 2); err != nil {
+			return false, err
+		}
+		var claims v1.NodeClaimList
+		if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil {
+			return false, err
+		}
+		if len(claims.Items) != 1 {
+			return false, fmt.Errorf("%d nodeclaims, want the two pods on one", len(claims.Items))
+		}
+		first = claims.Items[0]
+		return true, nil
+	})
+	if err := cp.Client.Delete(ctx, &first); err != nil {
+		t.Fatal(err)
+	}
+	var violation error
+	cp.Eventually(t, 2*time.Minute, "the node drained within the budget and gone", func(ctx context.Context) (bool, error) {
+		if err := running(ctx, ns, labels, 1); err != nil && violation == nil {
+			violation = fmt.Errorf("the budget was broken: %w", err)
+		}
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(&first), &v1.NodeClaim{}); err == nil {
+			return false, fmt.Errorf("nodeclaim %s still draining", first.Name)
+		} else if client.IgnoreNotFound(err) != nil {
+			return false, err
+		}
+		return true, running(ctx, ns, labels, 2)
+	})
+	if violation != nil {
+		t.Error(violation)
+	}
+}

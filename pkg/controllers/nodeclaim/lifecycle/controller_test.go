@@ -1,0 +1,196 @@
+package lifecycle
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/test/harness"
+)
+
+var cp *harness.ControlPlane
+
+func TestMain(m *testing.M) { harness.Main(m, harness.Options{}, &cp) }
+
+type discard struct{}
+
+func (discard) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...any) {}
+
+// byProviderID stands in for the cache index: a plain client cannot list
+// by field, so the test's reader filters Nodes itself.
+type byProviderID struct{ client.Client }
+
+func (c byProviderID) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	nodes, ok := list.(*corev1.NodeList)
+	if !ok {
+		return c.Client.List(ctx, list, opts...)
+	}
+	o := &client.ListOptions{}
+	o.ApplyOptions(opts)
+	if err := c.Client.List(ctx, nodes); err != nil {
+		return err
+	}
+	want, _ := o.FieldSelector.RequiresExactMatch("spec.providerID")
+	kept := nodes.Items[:0]
+	for _, n := range nodes.Items {
+		if n.Spec.ProviderID == want {
+			kept = append(kept, n)
+		}
+	}
+	nodes.Items = kept
+	return nil
+}
+
+// launchedClaim creates a NodeClaim already Launched at launchedAt, as the
+// cloud provider would have left it.
+func launchedClaim(t *testing.T, launchedAt time.Time) *v1.NodeClaim {
+	t.Helper()
+	ctx := context.Background()
+	nc := &v1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: harness.Name("claim"), Labels: map[string]string{v1.NodePoolLabelKey: "pool", "team": "a"}},
+		Spec: v1.NodeClaimSpec{
+			NodeClassRef:  &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"},
+			Requirements:  []v1.NodeSelectorRequirementWithMinValues{{Key: v1.NodePoolLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"pool"}}},
+			Taints:        []corev1.Taint{{Key: "dedicated", Value: "batch", Effect: corev1.TaintEffectNoSchedule}},
+			StartupTaints: []corev1.Taint{{Key: "cni-not-ready", Effect: corev1.TaintEffectNoSchedule}},
+			Resources:     v1.ResourceRequirements{Requests: corev1.ResourceList{"example.com/fpga": resource.MustParse("1")}},
+		},
+	}
+	controllerutil.AddFinalizer(nc, v1.TerminationFinalizer)
+	if err := cp.Client.Create(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cp.Client.Patch(ctx, &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: nc.Name}}, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+		_ = cp.Client.Delete(ctx, nc)
+	})
+	nc.Status.ProviderID = "aws:///ap-northeast-2a/i-" + nc.Name
+	nc.Status.Conditions = []metav1.Condition{{Type: v1.ConditionTypeLaunched, Status: metav1.ConditionTrue, Reason: "Launched", LastTransitionTime: metav1.NewTime(launchedAt)}}
+	if err := cp.Client.Status().Update(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+func step(t *testing.T, c *Controller, nc *v1.NodeClaim) {
+	t.Helper()
+	if _, err := c.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(nc)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A Node that joins is synced to its claim: the claim's labels and taints,
+// its startup taints, no unregistered taint, the finalizer and an owner;
+// the claim is Initialized only once the Node is Ready, the startup taint is
+// gone and the extended resource it asked for is advertised.
+func TestRegistrationAndInitialization(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	c := &Controller{Kube: byProviderID{cp.Client}, Recorder: discard{}, Now: func() time.Time { return now }}
+	nc := launchedClaim(t, now)
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: harness.Name("node"), Labels: map[string]string{corev1.LabelInstanceTypeStable: "m5.large"}},
+		Spec:       corev1.NodeSpec{ProviderID: nc.Status.ProviderID, Taints: []corev1.Taint{v1.UnregisteredNoExecuteTaint}},
+	}
+	if err := cp.Client.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cp.Client.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.Name}}, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+		_ = cp.Client.Delete(ctx, node)
+	})
+	step(t, c, nc)
+
+	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(node), node); err != nil {
+		t.Fatal(err)
+	}
+	if node.Labels["team"] != "a" || node.Labels[v1.NodeRegisteredLabelKey] != "true" {
+		t.Errorf("node labels %v lack the claim's and registered", node.Labels)
+	}
+	keys := map[string]bool{}
+	for _, taint := range node.Spec.Taints {
+		keys[taint.Key] = true
+	}
+	if keys[v1.UnregisteredNoExecuteTaint.Key] || !keys["dedicated"] || !keys["cni-not-ready"] {
+		t.Errorf("node taints %v: want dedicated and cni-not-ready, not unregistered", node.Spec.Taints)
+	}
+	if !controllerutil.ContainsFinalizer(node, v1.TerminationFinalizer) || len(node.OwnerReferences) != 1 || node.OwnerReferences[0].UID != nc.UID {
+		t.Errorf("node finalizers %v owners %v", node.Finalizers, node.OwnerReferences)
+	}
+	got := &v1.NodeClaim{}
+	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(nc), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.NodeName != node.Name || !meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionTypeRegistered) {
+		t.Fatalf("claim not registered: %s %v", got.Status.NodeName, got.Status.Conditions)
+	}
+	if meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionTypeInitialized) {
+		t.Fatal("initialized while the node is not Ready")
+	}
+
+	// Ready, startup taint lifted, but the FPGA not advertised yet.
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	node.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}
+	node.Status.Capacity = node.Status.Allocatable
+	if err := cp.Client.Status().Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	node.Spec.Taints = []corev1.Taint{nc.Spec.Taints[0]}
+	if err := cp.Client.Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	step(t, c, got)
+	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(nc), got); err != nil {
+		t.Fatal(err)
+	}
+	if cond := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionTypeInitialized); cond == nil || cond.Status == metav1.ConditionTrue {
+		t.Fatalf("initialized without the requested extended resource: %v", got.Status.Conditions)
+	}
+	node.Status.Allocatable["example.com/fpga"] = resource.MustParse("1")
+	node.Status.Capacity = node.Status.Allocatable
+	if err := cp.Client.Status().Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	step(t, c, got)
+	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(nc), got); err != nil {
+		t.Fatal(err)
+	}
+	if !meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionTypeInitialized) || !meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionTypeReady) {
+		t.Errorf("not initialized and ready: %v", got.Status.Conditions)
+	}
+}
+
+// A claim whose Node never joins is deleted once the registration TTL has
+// passed since launch, and not before.
+func TestRegistrationTimeout(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	c := &Controller{Kube: byProviderID{cp.Client}, Recorder: discard{}, Now: func() time.Time { return now }}
+	fresh := launchedClaim(t, now.Add(-14*time.Minute))
+	stale := launchedClaim(t, now.Add(-16*time.Minute))
+	step(t, c, fresh)
+	step(t, c, stale)
+	for nc, wantDeleted := range map[*v1.NodeClaim]bool{fresh: false, stale: true} {
+		got := &v1.NodeClaim{}
+		err := cp.Client.Get(ctx, client.ObjectKeyFromObject(nc), got)
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		deleted := apierrors.IsNotFound(err) || !got.DeletionTimestamp.IsZero()
+		if deleted != wantDeleted {
+			t.Errorf("claim launched %s ago: deleted=%v, want %v", now.Sub(meta.FindStatusCondition(nc.Status.Conditions, v1.ConditionTypeLaunched).LastTransitionTime.Time).Round(time.Minute), deleted, wantDeleted)
+		}
+	}
+}
