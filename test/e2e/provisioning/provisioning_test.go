@@ -498,3 +498,107 @@ func TestDrainHonoursPodDisruptionBudget(t *testing.T) {
 		t.Error(violation)
 	}
 }
+
+// A pod marked karpenter.sh/do-not-disrupt is not evicted; it holds the
+// node until the claim's terminationGracePeriod has passed, then goes.
+func TestDoNotDisruptHoldsUntilTerminationGracePeriod(t *testing.T) {
+	ctx := context.Background()
+	ns := cp.Namespace(t)
+	np := seedPool(t, "batch-tgp")
+	grace := 15 * time.Second
+	np.Spec.Template.Spec.TerminationGracePeriod = &metav1.Duration{Duration: grace}
+	createPool(t, np)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "precious", Namespace: ns, Annotations: map[string]string{v1.DoNotDisruptAnnotationKey: "true"}},
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{v1.NodePoolLabelKey: np.Name}, Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1",
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}},
+	}
+	if err := cp.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	var nc v1.NodeClaim
+	cp.Eventually(t, 2*time.Minute, "the pod running on a nodewright node", func(ctx context.Context) (bool, error) {
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return false, err
+		}
+		if pod.Status.Phase != corev1.PodRunning {
+			return false, fmt.Errorf("pod is %s", pod.Status.Phase)
+		}
+		var claims v1.NodeClaimList
+		if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil || len(claims.Items) != 1 {
+			return false, fmt.Errorf("%d nodeclaims: %v", len(claims.Items), err)
+		}
+		nc = claims.Items[0]
+		return true, nil
+	})
+	if err := cp.Client.Delete(ctx, &nc); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(&nc), &nc); err != nil {
+		t.Fatal(err)
+	}
+	deadline := nc.DeletionTimestamp.Add(grace)
+	var early error
+	cp.Eventually(t, 2*time.Minute, "the pod gone after the grace period and the claim with it", func(ctx context.Context) (bool, error) {
+		got := &corev1.Pod{}
+		err := cp.Client.Get(ctx, client.ObjectKeyFromObject(pod), got)
+		gone := err != nil || !got.DeletionTimestamp.IsZero()
+		// The apiserver's timestamps have one-second resolution.
+		if gone && time.Now().Before(deadline.Add(-time.Second)) && early == nil {
+			early = fmt.Errorf("the do-not-disrupt pod went %s before the grace period ended", time.Until(deadline).Round(time.Second))
+		}
+		if !gone {
+			return false, fmt.Errorf("pod still there, %s of grace left", time.Until(deadline).Round(time.Second))
+		}
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(&nc), &v1.NodeClaim{}); err == nil {
+			return false, fmt.Errorf("nodeclaim %s still there", nc.Name)
+		}
+		return true, nil
+	})
+	if early != nil {
+		t.Error(early)
+	}
+}
+
+// Deleting a Node (kubectl delete node) deletes its NodeClaim, which
+// terminates the instance.
+func TestDeletingANodeTerminatesItsInstance(t *testing.T) {
+	ctx := context.Background()
+	ns := cp.Namespace(t)
+	np := seedPool(t, "batch-nodedelete")
+	createPool(t, np)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns},
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{v1.NodePoolLabelKey: np.Name}, Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1",
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}},
+	}
+	if err := cp.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	var nc v1.NodeClaim
+	cp.Eventually(t, 2*time.Minute, "a registered nodeclaim", func(ctx context.Context) (bool, error) {
+		var claims v1.NodeClaimList
+		if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil || len(claims.Items) != 1 {
+			return false, fmt.Errorf("%d nodeclaims: %v", len(claims.Items), err)
+		}
+		nc = claims.Items[0]
+		if nc.Status.NodeName == "" {
+			return false, fmt.Errorf("nodeclaim %s not registered", nc.Name)
+		}
+		return true, nil
+	})
+	if err := cp.Client.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nc.Status.NodeName}}); err != nil {
+		t.Fatal(err)
+	}
+	id := nc.Status.ProviderID[strings.LastIndex(nc.Status.ProviderID, "/")+1:]
+	cp.Eventually(t, 2*time.Minute, "the node's claim gone and instance terminated", func(ctx context.Context) (bool, error) {
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(&nc), &v1.NodeClaim{}); err == nil {
+			return false, fmt.Errorf("nodeclaim %s still there", nc.Name)
+		}
+		in, ok := e.Sim.Instance(id)
+		if ok && in.State != ec2sim.StateTerminated && in.State != ec2sim.StateShuttingDown {
+			return false, fmt.Errorf("instance %s is %s", id, in.State)
+		}
+		return true, nil
+	})
+}
