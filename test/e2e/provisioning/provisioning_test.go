@@ -18,9 +18,14 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/test/ec2sim"
+	"github.com/nodewright/nodewright/test/env"
 	"github.com/nodewright/nodewright/test/fixtures"
 )
 
@@ -600,5 +605,52 @@ func TestDeletingANodeTerminatesItsInstance(t *testing.T) {
 			return false, fmt.Errorf("instance %s is %s", id, in.State)
 		}
 		return true, nil
+	})
+}
+
+// A NodeClaim whose instance vanished before its Node registered
+// (terminated outside nodewright) is deleted by garbage collection.
+func TestClaimOfVanishedInstanceIsDeleted(t *testing.T) {
+	ctx := context.Background()
+	ns := cp.Namespace(t)
+	np := seedPool(t, "batch-vanish")
+	createPool(t, np)
+	// Instances stay pending: no Node will register, so only garbage
+	// collection can notice the instance is gone.
+	e.Sim.SetLaunchDelay(time.Hour)
+	t.Cleanup(func() { e.Sim.SetLaunchDelay(0) })
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns},
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{v1.NodePoolLabelKey: np.Name},
+			Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1",
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}},
+	}
+	if err := cp.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	var nc v1.NodeClaim
+	cp.Eventually(t, 2*time.Minute, "a launched nodeclaim", func(ctx context.Context) (bool, error) {
+		var claims v1.NodeClaimList
+		if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil || len(claims.Items) != 1 {
+			return false, fmt.Errorf("%d nodeclaims: %v", len(claims.Items), err)
+		}
+		nc = claims.Items[0]
+		if nc.Status.ProviderID == "" {
+			return false, fmt.Errorf("not launched")
+		}
+		return true, nil
+	})
+	id := nc.Status.ProviderID[strings.LastIndex(nc.Status.ProviderID, "/")+1:]
+	ec2c := ec2.New(ec2.Options{Region: env.Region, BaseEndpoint: sdkaws.String(e.Sim.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDSIMULATOR", "simulator", "")})
+	if _, err := ec2c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
+		t.Fatal(err)
+	}
+	cp.Eventually(t, time.Minute, "the claim of the vanished instance deleted", func(ctx context.Context) (bool, error) {
+		err := cp.Client.Get(ctx, client.ObjectKeyFromObject(&nc), &v1.NodeClaim{})
+		if err == nil {
+			return false, fmt.Errorf("nodeclaim %s still there", nc.Name)
+		}
+		return true, client.IgnoreNotFound(err)
 	})
 }
