@@ -10,9 +10,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/nodewright/nodewright/pkg/operator"
+	"github.com/nodewright/nodewright/pkg/simulate"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "simulate" {
+		os.Exit(simulate.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	opts, err := operator.ParseOptions(os.Args[1:], operator.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
