@@ -22,6 +22,7 @@ import (
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
+	"github.com/nodewright/nodewright/pkg/metrics"
 	"github.com/nodewright/nodewright/pkg/scheduling"
 	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
 	"github.com/nodewright/nodewright/pkg/state"
@@ -88,6 +89,8 @@ func (p *Provisioner) Provision(ctx context.Context) (*Result, error) {
 	}
 	res := &Result{Pending: len(snap.Pending)}
 	if len(snap.Pending) == 0 {
+		metrics.PodsPending.WithLabelValues("provisioned").Set(0)
+		metrics.PodsPending.WithLabelValues("fits_nowhere").Set(0)
 		return res, nil
 	}
 	pools, templates, err := p.nodePools(ctx, snap)
@@ -99,6 +102,9 @@ func (p *Provisioner) Provision(ctx context.Context) (*Result, error) {
 		Pods: snap.Pending, Nodes: snap.Nodes, NodePools: pools, DaemonSets: snap.DaemonSets, VolumeZones: snap.VolumeZones,
 	}, scheduling.Options{SpotRiskWeight: p.opts.SpotRiskWeight})
 	res.Plan = plan
+	metrics.SchedulingDuration.Observe(time.Since(start).Seconds())
+	metrics.PodsPending.WithLabelValues("provisioned").Set(float64(plan.Placed()))
+	metrics.PodsPending.WithLabelValues("fits_nowhere").Set(float64(len(plan.Unschedulable)))
 	logger.Info("planned", "pending", len(snap.Pending), "onExisting", placedExisting(plan), "newNodeClaims", len(plan.NodeClaims),
 		"unschedulable", len(plan.Unschedulable), "pricePerHour", round(plan.Cost()), "duration", time.Since(start).String())
 
@@ -110,6 +116,7 @@ func (p *Provisioner) Provision(ctx context.Context) (*Result, error) {
 			continue
 		}
 		res.Created = append(res.Created, nc)
+		metrics.NodeClaimsCreated.WithLabelValues(c.NodePool).Inc()
 		it := c.InstanceTypes[0].Type
 		logger.Info("created nodeclaim", "nodeclaim", nc.Name, "nodepool", c.NodePool, "instanceType", it.Name,
 			"capacityType", c.Offering.CapacityType, "zone", c.Offering.Zone, "pricePerHour", c.Price(),

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -171,6 +172,30 @@ func summary(ctx context.Context, np *v1.NodePool) string {
 	return fmt.Sprintf("%d nodeclaims: %s", len(parts), strings.Join(parts, ", "))
 }
 
+// metricSum adds up a metric's series for one nodepool, as Prometheus
+// would scrape them from nodewright's registry.
+func metricSum(t *testing.T, name, pool string) float64 {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "nodepool" && l.GetValue() == pool {
+					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
 // orphans returns live instances of the pool with no NodeClaim.
 func orphans(ctx context.Context, pool string) ([]string, error) {
 	var claims v1.NodeClaimList
@@ -231,6 +256,11 @@ func TestSeedJobRunsToCompletion(t *testing.T) {
 	}
 	if o, err := orphans(ctx, np.Name); err != nil || len(o) > 0 {
 		t.Errorf("instances without a NodeClaim: %v %v", o, err)
+	}
+	for _, m := range []string{"nodewright_nodeclaims_created_total", "nodewright_nodeclaims_launched_total", "nodewright_nodeclaims_initialized_total"} {
+		if n := metricSum(t, m, np.Name); n != float64(len(claims.Items)) {
+			t.Errorf("%s{nodepool=%q} = %v, want %d", m, np.Name, n, len(claims.Items))
+		}
 	}
 	got := &v1.NodePool{}
 	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(np), got); err != nil {

@@ -27,6 +27,7 @@ import (
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 	"github.com/nodewright/nodewright/pkg/controllers"
+	"github.com/nodewright/nodewright/pkg/metrics"
 )
 
 // Recorder emits Kubernetes events.
@@ -96,6 +97,7 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 	launched, err := c.Cloud.Create(ctx, nc)
 	switch {
 	case cloudprovider.IsInsufficientCapacity(err):
+		metrics.LaunchFailures.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], "insufficient_capacity").Inc()
 		c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "InsufficientCapacity", "Launch", "No offering had capacity, deleting the NodeClaim: %v", err)
 		logger.Info("insufficient capacity, deleting nodeclaim", "error", err.Error())
 		if err := c.Kube.Delete(ctx, nc); client.IgnoreNotFound(err) != nil {
@@ -103,8 +105,10 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 		}
 		return ctrl.Result{}, nil
 	case cloudprovider.IsNodeClassNotReady(err):
+		metrics.LaunchFailures.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], "nodeclass_not_ready").Inc()
 		return ctrl.Result{RequeueAfter: 10 * time.Second}, c.setCondition(ctx, nc, v1.ConditionTypeLaunched, metav1.ConditionFalse, "NodeClassNotReady", err.Error())
 	case err != nil:
+		metrics.LaunchFailures.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], "error").Inc()
 		c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "LaunchFailed", "Launch", "Launching failed: %v", err)
 		return ctrl.Result{}, fmt.Errorf("launching nodeclaim %s: %w", nc.Name, err)
 	}
@@ -128,6 +132,8 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 	if err := c.Kube.Status().Update(ctx, nc); err != nil {
 		return ctrl.Result{}, fmt.Errorf("recording launch of nodeclaim %s: %w", nc.Name, err)
 	}
+	metrics.NodeClaimsLaunched.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], nc.Labels[corev1.LabelInstanceTypeStable],
+		nc.Labels[v1.CapacityTypeLabelKey], nc.Labels[corev1.LabelTopologyZone]).Inc()
 	logger.Info("launched", "providerID", nc.Status.ProviderID, "instanceType", nc.Labels[corev1.LabelInstanceTypeStable],
 		"zone", nc.Labels[corev1.LabelTopologyZone], "capacityType", nc.Labels[v1.CapacityTypeLabelKey])
 	c.Recorder.Eventf(nc, nil, corev1.EventTypeNormal, "Launched", "Launch", "Launched %s %s in %s",
@@ -201,6 +207,7 @@ func (c *Controller) register(ctx context.Context, nc *v1.NodeClaim, node *corev
 	if err := c.Kube.Status().Update(ctx, nc); err != nil {
 		return fmt.Errorf("recording registration of nodeclaim %s: %w", nc.Name, err)
 	}
+	metrics.NodeClaimsRegistered.WithLabelValues(nc.Labels[v1.NodePoolLabelKey]).Inc()
 	log.FromContext(ctx).Info("registered", "nodeclaim", nc.Name, "node", node.Name)
 	return nil
 }
@@ -224,6 +231,7 @@ func (c *Controller) initialize(ctx context.Context, nc *v1.NodeClaim, node *cor
 	if err := c.Kube.Status().Update(ctx, nc); err != nil {
 		return ctrl.Result{}, fmt.Errorf("recording initialization of nodeclaim %s: %w", nc.Name, err)
 	}
+	metrics.NodeClaimsInitialized.WithLabelValues(nc.Labels[v1.NodePoolLabelKey]).Inc()
 	log.FromContext(ctx).Info("initialized", "nodeclaim", nc.Name, "node", node.Name)
 	return ctrl.Result{}, nil
 }

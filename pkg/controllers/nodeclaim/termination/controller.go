@@ -27,6 +27,7 @@ import (
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 	"github.com/nodewright/nodewright/pkg/controllers"
+	"github.com/nodewright/nodewright/pkg/metrics"
 )
 
 // Recorder emits Kubernetes events.
@@ -104,6 +105,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := c.Kube.Patch(ctx, nc, patch); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("removing finalizer of nodeclaim %s: %w", nc.Name, err)
 	}
+	metrics.NodeClaimsTerminated.WithLabelValues(nc.Labels[v1.NodePoolLabelKey]).Inc()
 	logger.Info("terminated", "providerID", nc.Status.ProviderID, "node", nc.Status.NodeName)
 	return ctrl.Result{}, nil
 }

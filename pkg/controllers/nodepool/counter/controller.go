@@ -7,8 +7,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -17,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/metrics"
 )
 
 // Controller sums a NodePool's NodeClaims into its status.
@@ -28,6 +31,11 @@ type Controller struct {
 func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	np := &v1.NodePool{}
 	if err := c.Kube.Get(ctx, req.NamespacedName, np); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Gone: so are its series.
+			metrics.NodePoolUsage.DeletePartialMatch(prometheus.Labels{metrics.NodePool: req.Name})
+			metrics.NodePoolLimit.DeletePartialMatch(prometheus.Labels{metrics.NodePool: req.Name})
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	var claims v1.NodeClaimList
@@ -45,6 +53,12 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	total[corev1.ResourceName("nodes")] = *resource.NewQuantity(nodes, resource.DecimalSI)
+	for name, q := range total {
+		metrics.NodePoolUsage.WithLabelValues(np.Name, string(name)).Set(q.AsApproximateFloat64())
+	}
+	for name, q := range np.Spec.Limits {
+		metrics.NodePoolLimit.WithLabelValues(np.Name, string(name)).Set(q.AsApproximateFloat64())
+	}
 	before := np.Status.DeepCopy()
 	patch := client.MergeFrom(np.DeepCopy())
 	np.Status.Resources = total

@@ -1,0 +1,74 @@
+// Package metrics defines nodewright's Prometheus metrics, registered on
+// controller-runtime's registry and so served on the manager's metrics
+// endpoint. Names follow Prometheus conventions: the nodewright_ prefix,
+// _total for counters, _seconds for durations. designs/metrics.md lists
+// each with its labels.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Label names.
+const (
+	NodePool     = "nodepool"
+	InstanceType = "instance_type"
+	CapacityType = "capacity_type"
+	Zone         = "zone"
+	Reason       = "reason"
+	Resource     = "resource"
+)
+
+var (
+	// PodsPending counts the pods the last provisioning round saw waiting,
+	// by why: provisioned (room planned on a new or in-flight node) or
+	// fits_nowhere (no NodePool can run them).
+	PodsPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nodewright_pods_pending", Help: "Pods kube-scheduler could not place, as of the last provisioning round, by reason.",
+	}, []string{Reason})
+	// SchedulingDuration is how long the solver took per round.
+	SchedulingDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "nodewright_scheduling_duration_seconds", Help: "Time the solver took to plan one provisioning round.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	})
+	// NodeClaimsCreated counts NodeClaims the provisioner created.
+	NodeClaimsCreated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodewright_nodeclaims_created_total", Help: "NodeClaims created by provisioning.",
+	}, []string{NodePool})
+	// NodeClaimsLaunched counts instances launched, by what they are.
+	NodeClaimsLaunched = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodewright_nodeclaims_launched_total", Help: "NodeClaims whose instance was launched.",
+	}, []string{NodePool, InstanceType, CapacityType, Zone})
+	// NodeClaimsRegistered counts NodeClaims whose Node joined.
+	NodeClaimsRegistered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodewright_nodeclaims_registered_total", Help: "NodeClaims whose Node registered.",
+	}, []string{NodePool})
+	// NodeClaimsInitialized counts NodeClaims whose Node became usable.
+	NodeClaimsInitialized = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodewright_nodeclaims_initialized_total", Help: "NodeClaims whose Node became Ready with startup taints gone.",
+	}, []string{NodePool})
+	// NodeClaimsTerminated counts NodeClaims whose instance was terminated
+	// and finalizer removed.
+	NodeClaimsTerminated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodewright_nodeclaims_terminated_total", Help: "NodeClaims terminated (drained, instance gone, finalizer removed).",
+	}, []string{NodePool})
+	// LaunchFailures counts failed launches by reason:
+	// insufficient_capacity, nodeclass_not_ready, error.
+	LaunchFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodewright_launch_failures_total", Help: "Failed launches, by reason.",
+	}, []string{NodePool, Reason})
+	// NodePoolUsage is what a NodePool's NodeClaims hold, per resource.
+	NodePoolUsage = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nodewright_nodepool_usage", Help: "Capacity of a NodePool's NodeClaims, per resource (nodes counts them).",
+	}, []string{NodePool, Resource})
+	// NodePoolLimit is a NodePool's limit per resource.
+	NodePoolLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nodewright_nodepool_limit", Help: "A NodePool's limit, per resource.",
+	}, []string{NodePool, Resource})
+)
+
+func init() {
+	crmetrics.Registry.MustRegister(PodsPending, SchedulingDuration, NodeClaimsCreated, NodeClaimsLaunched,
+		NodeClaimsRegistered, NodeClaimsInitialized, NodeClaimsTerminated, LaunchFailures, NodePoolUsage, NodePoolLimit)
+}
