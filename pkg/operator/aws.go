@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"strings"
 
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -58,7 +59,8 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	opts := aws.Options{
 		ClusterName: o.Options.ClusterName, ClusterEndpoint: o.Options.ClusterEndpoint,
 		ClusterCABundle: base64.StdEncoding.EncodeToString(ca), ClusterCIDR: o.Options.ClusterCIDR,
-		KubernetesVersion: version.Major + "." + version.Minor, Region: o.Options.Region,
+		// EKS reports minors like "37+"; the AMI parameters name "1.37".
+		KubernetesVersion: version.Major + "." + strings.TrimSuffix(version.Minor, "+"), Region: o.Options.Region,
 		VMMemoryOverheadPercent: o.Options.VMMemoryOverheadPercent,
 	}
 	resolver, err := aws.NewNodeClassResolver(clients, opts)

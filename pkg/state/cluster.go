@@ -67,6 +67,9 @@ type Snapshot struct {
 	VolumeZones map[types.UID][]string
 	// Claims are the live (not deleting) NodeClaims by pool.
 	Claims map[string][]*v1.NodeClaim
+	// Deleting are the NodeClaims being drained or terminated by pool: their
+	// instances still run and still count against the pool's limits.
+	Deleting map[string][]*v1.NodeClaim
 }
 
 // Snapshot lists everything and assembles the view.
@@ -82,7 +85,7 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 			return nil, fmt.Errorf("listing %s: %w", what, err)
 		}
 	}
-	s := &Snapshot{Claims: map[string][]*v1.NodeClaim{}, VolumeZones: map[types.UID][]string{}}
+	s := &Snapshot{Claims: map[string][]*v1.NodeClaim{}, Deleting: map[string][]*v1.NodeClaim{}, VolumeZones: map[types.UID][]string{}}
 	byNode := map[string][]*corev1.Pod{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
@@ -110,8 +113,11 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 	seen := map[string]bool{}
 	live := func(nc *v1.NodeClaim) {
 		seen[nc.Name] = true
+		pool := nc.Labels[v1.NodePoolLabelKey]
 		if nc.DeletionTimestamp.IsZero() {
-			s.Claims[nc.Labels[v1.NodePoolLabelKey]] = append(s.Claims[nc.Labels[v1.NodePoolLabelKey]], nc)
+			s.Claims[pool] = append(s.Claims[pool], nc)
+		} else {
+			s.Deleting[pool] = append(s.Deleting[pool], nc)
 		}
 		if nc.Status.ProviderID != "" {
 			claimByProvider[nc.Status.ProviderID] = nc
@@ -251,7 +257,8 @@ func inFlightView(nc *v1.NodeClaim) scheduling.Node {
 // room for: unbound, not terminating, not gated, marked unschedulable by
 // kube-scheduler, and not a DaemonSet pod (those follow nodes).
 func Provisionable(p *corev1.Pod) bool {
-	if p.Spec.NodeName != "" || !p.DeletionTimestamp.IsZero() || len(p.Spec.SchedulingGates) > 0 ||
+	// A nominated pod is preempting its way onto an existing node.
+	if p.Spec.NodeName != "" || p.Status.NominatedNodeName != "" || !p.DeletionTimestamp.IsZero() || len(p.Spec.SchedulingGates) > 0 ||
 		p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return false
 	}

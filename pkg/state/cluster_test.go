@@ -30,6 +30,7 @@ func TestProvisionable(t *testing.T) {
 	}
 	for name, mutate := range map[string]func(*corev1.Pod){
 		"bound":          func(p *corev1.Pod) { p.Spec.NodeName = "n" },
+		"preempting":     func(p *corev1.Pod) { p.Status.NominatedNodeName = "n" },
 		"gated":          func(p *corev1.Pod) { p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "g"}} },
 		"terminating":    func(p *corev1.Pod) { now := metav1.Now(); p.DeletionTimestamp = &now },
 		"daemonset":      func(p *corev1.Pod) { p.OwnerReferences = []metav1.OwnerReference{{Kind: "DaemonSet", Name: "d"}} },

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -165,7 +166,7 @@ func (p *Provisioner) nodePools(ctx context.Context, snap *state.Snapshot) ([]sc
 		pools = append(pools, scheduling.NodePool{
 			Name: np.Name, Weight: ptr.Deref(np.Spec.Weight, 0), Requirements: reqs, Labels: np.Spec.Template.Labels,
 			Taints: np.Spec.Template.Spec.Taints, Catalog: cat, Settings: settings,
-			Limits: corev1.ResourceList(np.Spec.Limits), Usage: usage(snap.Claims[np.Name], cat),
+			Limits: corev1.ResourceList(np.Spec.Limits), Usage: usage(append(slices.Clone(snap.Claims[np.Name]), snap.Deleting[np.Name]...), cat),
 		})
 		templates[np.Name] = np
 	}

@@ -5,11 +5,16 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/state"
 )
 
@@ -46,6 +51,14 @@ func (r *PodTrigger) SetupWithManager(mgr ctrl.Manager) error {
 		DeleteFunc:  func(event.DeleteEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
+	// A NodeClaim deleted (no capacity, never registered, its node gone)
+	// leaves pods that planned on it waiting: plan again now, not at the
+	// next recheck.
+	claimGone := handler.Funcs{DeleteFunc: func(context.Context, event.TypedDeleteEvent[client.Object], workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		r.Batcher.Trigger()
+	}}
 	return ctrl.NewControllerManagedBy(mgr).Named("provisioning.pods").
-		For(&corev1.Pod{}).WithEventFilter(pending).Complete(r)
+		For(&corev1.Pod{}, builder.WithPredicates(pending)).
+		Watches(&v1.NodeClaim{}, claimGone).
+		Complete(r)
 }

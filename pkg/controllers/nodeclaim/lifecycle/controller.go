@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -62,13 +63,21 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	if !controllerutil.ContainsFinalizer(nc, v1.TerminationFinalizer) {
-		patch := client.MergeFrom(nc.DeepCopy())
+		patch := client.MergeFromWithOptions(nc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(nc, v1.TerminationFinalizer)
 		if err := c.Kube.Patch(ctx, nc, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer to nodeclaim %s: %w", nc.Name, err)
 		}
 	}
 	if !isTrue(nc, v1.ConditionTypeLaunched) {
+		// A claim that cannot launch (a misconfigured node class, an
+		// error EC2 keeps returning) must not hold its pods forever: in
+		// flight, it keeps them from being planned elsewhere.
+		if waited := c.now().Sub(nc.CreationTimestamp.Time); waited > c.ttl() {
+			log.FromContext(ctx).Info("nodeclaim never launched, deleting it", "nodeclaim", nc.Name, "waited", waited.String())
+			c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "LaunchTimeout", "Launch", "Not launched within %s", c.ttl())
+			return ctrl.Result{}, client.IgnoreNotFound(c.Kube.Delete(ctx, nc))
+		}
 		return c.launch(ctx, nc)
 	}
 	node, err := c.node(ctx, nc)
@@ -113,8 +122,11 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 		return ctrl.Result{}, fmt.Errorf("launching nodeclaim %s: %w", nc.Name, err)
 	}
 	// Labels the instance resolved (type, zone, capacity type...) first:
-	// they are what a pending pod's selector needs to see on the claim.
-	patch := client.MergeFrom(nc.DeepCopy())
+	// they are what a pending pod's selector needs to see on the claim. The
+	// optimistic lock makes a reconcile that read a stale, not-yet-launched
+	// copy fail here (Create was idempotent) instead of recording the
+	// launch twice.
+	patch := client.MergeFromWithOptions(nc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if nc.Labels == nil {
 		nc.Labels = map[string]string{}
 	}
@@ -337,7 +349,10 @@ func (c *Controller) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return out
 	})
+	// Launches wait on EC2; a scale-up of hundreds of claims must not queue
+	// behind one worker. A key is never reconciled twice at once.
 	return ctrl.NewControllerManagedBy(mgr).Named("nodeclaim.lifecycle").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 50}).
 		For(&v1.NodeClaim{}).
 		Watches(&corev1.Node{}, byProvider).
 		Complete(c)

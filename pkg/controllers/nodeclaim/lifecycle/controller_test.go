@@ -194,3 +194,32 @@ func TestRegistrationTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A claim that never launches (its launch keeps failing) is deleted once the
+// registration TTL has passed since it was created, so its pods are planned
+// elsewhere.
+func TestNeverLaunchedClaimTimesOut(t *testing.T) {
+	ctx := context.Background()
+	nc := &v1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: harness.Name("stuck"), Labels: map[string]string{v1.NodePoolLabelKey: "pool"}},
+		Spec: v1.NodeClaimSpec{
+			NodeClassRef: &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"},
+			Requirements: []v1.NodeSelectorRequirementWithMinValues{{Key: v1.NodePoolLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"pool"}}},
+		},
+	}
+	if err := cp.Client.Create(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cp.Client.Patch(ctx, &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: nc.Name}}, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+		_ = cp.Client.Delete(ctx, nc)
+	})
+	later := nc.CreationTimestamp.Add(16 * time.Minute)
+	c := &Controller{Kube: byProviderID{cp.Client}, Recorder: discard{}, Now: func() time.Time { return later }}
+	step(t, c, nc)
+	got := &v1.NodeClaim{}
+	err := cp.Client.Get(ctx, client.ObjectKeyFromObject(nc), got)
+	if err == nil && got.DeletionTimestamp.IsZero() {
+		t.Error("a claim not launched 16 minutes after creation was kept")
+	}
+}

@@ -8,6 +8,7 @@ package termination
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,8 +18,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -37,6 +40,7 @@ type Recorder interface {
 
 // Terminator is the part of the cloud provider this controller uses.
 type Terminator interface {
+	Get(ctx context.Context, providerID string) (*v1.NodeClaim, error)
 	Delete(ctx context.Context, claim *v1.NodeClaim) error
 }
 
@@ -67,7 +71,20 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if node != nil {
+	// No drain when there is nothing left to drain from: the instance is
+	// gone (reclaimed, terminated outside nodewright) or already ending.
+	// Its pods cannot finish terminating without a kubelet; they are
+	// cleaned up once the Node object goes.
+	drain := node != nil && !meta.IsStatusConditionTrue(nc.Status.Conditions, v1.ConditionTypeInstanceTerminating)
+	if drain && nc.Status.ProviderID != "" {
+		if _, err := c.Cloud.Get(ctx, nc.Status.ProviderID); cloudprovider.IsNotFound(err) {
+			logger.Info("instance gone, skipping the drain", "providerID", nc.Status.ProviderID)
+			drain = false
+		} else if err != nil {
+			return ctrl.Result{}, fmt.Errorf("checking instance of nodeclaim %s: %w", nc.Name, err)
+		}
+	}
+	if drain {
 		if err := c.taint(ctx, node); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -75,7 +92,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if left > 0 {
+		if left > 0 && !c.expired(nc) {
 			return ctrl.Result{RequeueAfter: requeue}, nil
 		}
 		if err := c.setCondition(ctx, nc, v1.ConditionTypeDrained, "Drained"); err != nil {
@@ -149,20 +166,24 @@ func (c *Controller) drain(ctx context.Context, nc *v1.NodeClaim, node *corev1.N
 	if err := c.Kube.List(ctx, &pods, client.MatchingFields{controllers.PodNodeName: node.Name}); err != nil {
 		return 0, fmt.Errorf("listing pods of node %s: %w", node.Name, err)
 	}
-	expired := false
-	if tgp := nc.Spec.TerminationGracePeriod; tgp != nil {
-		expired = c.now().After(nc.DeletionTimestamp.Add(tgp.Duration))
-	}
+	expired := c.expired(nc)
 	left := 0
+	var errs []error
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if !mustLeave(p) {
 			continue
 		}
-		left++
 		if !p.DeletionTimestamp.IsZero() {
+			// Terminating; a pod stuck past its own grace period (a kubelet
+			// that stopped answering) no longer holds the drain.
+			grace := time.Duration(ptr.Deref(p.DeletionGracePeriodSeconds, 30)) * time.Second
+			if c.now().Before(p.DeletionTimestamp.Add(grace + time.Minute)) {
+				left++
+			}
 			continue
 		}
+		left++
 		if expired {
 			if err := c.Kube.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
 				return 0, fmt.Errorf("deleting pod %s/%s past the termination grace period: %w", p.Namespace, p.Name, err)
@@ -172,20 +193,23 @@ func (c *Controller) drain(ctx context.Context, nc *v1.NodeClaim, node *corev1.N
 		if p.Annotations[v1.DoNotDisruptAnnotationKey] == "true" {
 			continue
 		}
-		eviction := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
+		eviction := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
+			DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}}}
 		err := c.Kube.SubResource("eviction").Create(ctx, p, eviction)
 		switch {
 		case err == nil:
 			logger.V(1).Info("evicted", "pod", p.Namespace+"/"+p.Name)
-		case apierrors.IsNotFound(err):
+		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
+			// Gone already, or replaced under the same name.
 		case apierrors.IsTooManyRequests(err):
 			// A PodDisruptionBudget says not now.
 			logger.V(1).Info("eviction blocked by a disruption budget", "pod", p.Namespace+"/"+p.Name)
 		default:
-			return 0, fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
+			// Keep draining the others; report this one.
+			errs = append(errs, fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err))
 		}
 	}
-	return left, nil
+	return left, errors.Join(errs...)
 }
 
 // mustLeave is false for pods that go with the node: finished ones, mirror
@@ -237,6 +261,13 @@ func (c *Controller) setCondition(ctx context.Context, nc *v1.NodeClaim, t, reas
 	return nil
 }
 
+// expired reports whether the claim's terminationGracePeriod has run out
+// since its deletion: then nothing holds the instance any more.
+func (c *Controller) expired(nc *v1.NodeClaim) bool {
+	tgp := nc.Spec.TerminationGracePeriod
+	return tgp != nil && c.now().After(nc.DeletionTimestamp.Add(tgp.Duration))
+}
+
 func (c *Controller) now() time.Time {
 	if c.Now != nil {
 		return c.Now()
@@ -248,6 +279,7 @@ func (c *Controller) now() time.Time {
 // claim being drained.
 func (c *Controller) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).Named("nodeclaim.termination").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 50}).
 		For(&v1.NodeClaim{}).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			for _, ref := range o.GetOwnerReferences() {
