@@ -172,6 +172,32 @@ func summary(ctx context.Context, np *v1.NodePool) string {
 	return fmt.Sprintf("%d nodeclaims: %s", len(parts), strings.Join(parts, ", "))
 }
 
+// instanceID is the EC2 instance id of a provider id.
+func instanceID(providerID string) string { return providerID[strings.LastIndex(providerID, "/")+1:] }
+
+// instanceGone is nil once the simulator's instance is shutting down,
+// terminated or forgotten.
+func instanceGone(id string) error {
+	in, ok := e.Sim.Instance(id)
+	if ok && in.State != ec2sim.StateTerminated && in.State != ec2sim.StateShuttingDown {
+		return fmt.Errorf("instance %s is %s", id, in.State)
+	}
+	return nil
+}
+
+// onlyClaim returns the pool's one NodeClaim, or an error saying how many
+// there are.
+func onlyClaim(ctx context.Context, pool string) (*v1.NodeClaim, error) {
+	var claims v1.NodeClaimList
+	if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: pool}); err != nil {
+		return nil, err
+	}
+	if len(claims.Items) != 1 {
+		return nil, fmt.Errorf("%d nodeclaims, want 1", len(claims.Items))
+	}
+	return &claims.Items[0], nil
+}
+
 // metricSum adds up a metric's series for one nodepool, as Prometheus
 // would scrape them from nodewright's registry.
 func metricSum(t *testing.T, name, pool string) float64 {
@@ -357,24 +383,20 @@ func TestDeletingANodeClaimDrainsAndTerminates(t *testing.T) {
 		if err := running(ctx, ns, labels, 2); err != nil {
 			return false, err
 		}
-		var claims v1.NodeClaimList
-		if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil {
+		one, err := onlyClaim(ctx, np.Name)
+		if err != nil {
 			return false, err
 		}
-		if len(claims.Items) != 1 {
-			return false, fmt.Errorf("%d nodeclaims, want 1", len(claims.Items))
-		}
-		first = claims.Items[0]
+		first = *one
 		return true, nil
 	})
-	id := first.Status.ProviderID[strings.LastIndex(first.Status.ProviderID, "/")+1:]
+	id := instanceID(first.Status.ProviderID)
 	if err := cp.Client.Delete(ctx, &first); err != nil {
 		t.Fatal(err)
 	}
 	cp.Eventually(t, 2*time.Minute, "the deleted nodeclaim's instance terminated and its node gone", func(ctx context.Context) (bool, error) {
-		in, ok := e.Sim.Instance(id)
-		if ok && in.State != ec2sim.StateTerminated && in.State != ec2sim.StateShuttingDown {
-			return false, fmt.Errorf("instance %s is %s", id, in.State)
+		if err := instanceGone(id); err != nil {
+			return false, err
 		}
 		err := cp.Client.Get(ctx, client.ObjectKey{Name: first.Status.NodeName}, &corev1.Node{})
 		if err == nil {
@@ -440,7 +462,7 @@ func TestOrphanInstanceIsTerminated(t *testing.T) {
 		}
 		return true, nil
 	})
-	id := nc.Status.ProviderID[strings.LastIndex(nc.Status.ProviderID, "/")+1:]
+	id := instanceID(nc.Status.ProviderID)
 	// Gone from the cluster without its finalizer running: the instance is
 	// now nobody's.
 	patch := client.MergeFrom(nc.DeepCopy())
@@ -452,9 +474,8 @@ func TestOrphanInstanceIsTerminated(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp.Eventually(t, 2*time.Minute, "the orphaned instance "+id+" terminated", func(ctx context.Context) (bool, error) {
-		in, ok := e.Sim.Instance(id)
-		if ok && in.State != ec2sim.StateTerminated && in.State != ec2sim.StateShuttingDown {
-			return false, fmt.Errorf("instance %s is %s", id, in.State)
+		if err := instanceGone(id); err != nil {
+			return false, err
 		}
 		return true, nil
 	})
@@ -504,14 +525,11 @@ func TestDrainHonoursPodDisruptionBudget(t *testing.T) {
 		if err := running(ctx, ns, labels, 2); err != nil {
 			return false, err
 		}
-		var claims v1.NodeClaimList
-		if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil {
+		one, err := onlyClaim(ctx, np.Name)
+		if err != nil {
 			return false, err
 		}
-		if len(claims.Items) != 1 {
-			return false, fmt.Errorf("%d nodeclaims, want the two pods on one", len(claims.Items))
-		}
-		first = claims.Items[0]
+		first = *one
 		return true, nil
 	})
 	if err := cp.Client.Delete(ctx, &first); err != nil {
@@ -559,11 +577,11 @@ func TestDoNotDisruptHoldsUntilTerminationGracePeriod(t *testing.T) {
 		if pod.Status.Phase != corev1.PodRunning {
 			return false, fmt.Errorf("pod is %s", pod.Status.Phase)
 		}
-		var claims v1.NodeClaimList
-		if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil || len(claims.Items) != 1 {
-			return false, fmt.Errorf("%d nodeclaims: %v", len(claims.Items), err)
+		one, err := onlyClaim(ctx, np.Name)
+		if err != nil {
+			return false, err
 		}
-		nc = claims.Items[0]
+		nc = *one
 		return true, nil
 	})
 	if err := cp.Client.Delete(ctx, &nc); err != nil {
@@ -612,11 +630,11 @@ func TestDeletingANodeTerminatesItsInstance(t *testing.T) {
 	}
 	var nc v1.NodeClaim
 	cp.Eventually(t, 2*time.Minute, "a registered nodeclaim", func(ctx context.Context) (bool, error) {
-		var claims v1.NodeClaimList
-		if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil || len(claims.Items) != 1 {
-			return false, fmt.Errorf("%d nodeclaims: %v", len(claims.Items), err)
+		one, err := onlyClaim(ctx, np.Name)
+		if err != nil {
+			return false, err
 		}
-		nc = claims.Items[0]
+		nc = *one
 		if nc.Status.NodeName == "" {
 			return false, fmt.Errorf("nodeclaim %s not registered", nc.Name)
 		}
@@ -625,14 +643,13 @@ func TestDeletingANodeTerminatesItsInstance(t *testing.T) {
 	if err := cp.Client.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nc.Status.NodeName}}); err != nil {
 		t.Fatal(err)
 	}
-	id := nc.Status.ProviderID[strings.LastIndex(nc.Status.ProviderID, "/")+1:]
+	id := instanceID(nc.Status.ProviderID)
 	cp.Eventually(t, 2*time.Minute, "the node's claim gone and instance terminated", func(ctx context.Context) (bool, error) {
 		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(&nc), &v1.NodeClaim{}); err == nil {
 			return false, fmt.Errorf("nodeclaim %s still there", nc.Name)
 		}
-		in, ok := e.Sim.Instance(id)
-		if ok && in.State != ec2sim.StateTerminated && in.State != ec2sim.StateShuttingDown {
-			return false, fmt.Errorf("instance %s is %s", id, in.State)
+		if err := instanceGone(id); err != nil {
+			return false, err
 		}
 		return true, nil
 	})
@@ -660,17 +677,17 @@ func TestClaimOfVanishedInstanceIsDeleted(t *testing.T) {
 	}
 	var nc v1.NodeClaim
 	cp.Eventually(t, 2*time.Minute, "a launched nodeclaim", func(ctx context.Context) (bool, error) {
-		var claims v1.NodeClaimList
-		if err := cp.Client.List(ctx, &claims, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil || len(claims.Items) != 1 {
-			return false, fmt.Errorf("%d nodeclaims: %v", len(claims.Items), err)
+		one, err := onlyClaim(ctx, np.Name)
+		if err != nil {
+			return false, err
 		}
-		nc = claims.Items[0]
+		nc = *one
 		if nc.Status.ProviderID == "" {
 			return false, fmt.Errorf("not launched")
 		}
 		return true, nil
 	})
-	id := nc.Status.ProviderID[strings.LastIndex(nc.Status.ProviderID, "/")+1:]
+	id := instanceID(nc.Status.ProviderID)
 	ec2c := ec2.New(ec2.Options{Region: env.Region, BaseEndpoint: sdkaws.String(e.Sim.URL),
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDSIMULATOR", "simulator", "")})
 	if _, err := ec2c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
