@@ -62,6 +62,11 @@ var (
 	NodePoolUsage = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "nodewright_nodepool_usage", Help: "Capacity of a NodePool's NodeClaims, per resource (nodes counts them).",
 	}, []string{NodePool, Resource})
+	// Cost is what a NodePool's launched nodes cost per hour at the
+	// catalog's prices, by capacity type; summed, the cluster's cost.
+	Cost = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nodewright_cost_per_hour", Help: "Hourly price in USD of a NodePool's launched nodes, by capacity type.",
+	}, []string{NodePool, CapacityType})
 	// NodePoolLimit is a NodePool's limit per resource.
 	NodePoolLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "nodewright_nodepool_limit", Help: "A NodePool's limit, per resource.",
@@ -70,5 +75,5 @@ var (
 
 func init() {
 	crmetrics.Registry.MustRegister(PodsPending, SchedulingDuration, NodeClaimsCreated, NodeClaimsLaunched,
-		NodeClaimsRegistered, NodeClaimsInitialized, NodeClaimsTerminated, LaunchFailures, NodePoolUsage, NodePoolLimit)
+		NodeClaimsRegistered, NodeClaimsInitialized, NodeClaimsTerminated, LaunchFailures, NodePoolUsage, NodePoolLimit, Cost)
 }

@@ -40,7 +40,7 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 		"nodeclaim lifecycle":   &lifecycle.Controller{Kube: kube, Cloud: cloud, Recorder: recorder},
 		"nodeclaim termination": &claimtermination.Controller{Kube: kube, Cloud: cloud, Recorder: recorder},
 		"node termination":      &nodetermination.Controller{Kube: kube},
-		"nodepool counter":      &counter.Controller{Kube: kube},
+		"nodepool counter":      &counter.Controller{Kube: kube, Prices: cloud},
 	} {
 		if err := c.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up %s controller: %w", name, err)

@@ -154,6 +154,7 @@ func (p *Provisioner) nodePools(ctx context.Context, snap *state.Snapshot) ([]sc
 		if err != nil {
 			if cloudprovider.IsNodeClassNotReady(err) {
 				logger.Info("skipping nodepool", "nodepool", np.Name, "reason", err.Error())
+				p.recorder.Eventf(np, nil, corev1.EventTypeWarning, "NodeClassNotReady", "Provision", "Not provisioning from this NodePool: %v", err)
 				continue
 			}
 			return nil, nil, fmt.Errorf("catalog of nodepool %s: %w", np.Name, err)

@@ -259,3 +259,47 @@ func BenchmarkBurstToNodeClaims(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
 	b.ReportMetric(float64(claims), "nodeclaims")
 }
+
+// recorder keeps event reasons by object name.
+type recorder struct {
+	mu      sync.Mutex
+	reasons map[string][]string
+}
+
+func (r *recorder) Eventf(regarding runtime.Object, _ runtime.Object, _, reason, _, _ string, _ ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := regarding.(client.Object)
+	name := o.GetName()
+	if o.GetNamespace() != "" {
+		name = o.GetNamespace() + "/" + name
+	}
+	r.reasons[name] = append(r.reasons[name], reason)
+}
+
+// A NodePool whose node class is missing is skipped with a warning event on
+// the NodePool, and its pods are told they fit nowhere.
+func TestNodePoolWithoutNodeClassIsReported(t *testing.T) {
+	ctx := context.Background()
+	p, _ := newProvisioner(t)
+	rec := &recorder{reasons: map[string][]string{}}
+	p.recorder = rec
+	ns := cp.Namespace(t)
+	np := seedPool(t, false)
+	np.Spec.Template.Spec.NodeClassRef.Name = "missing"
+	if err := cp.Client.Update(ctx, np); err != nil {
+		t.Fatal(err)
+	}
+	pendingPods(t, ns, np.Name, 1)
+	if _, err := p.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if !slices.Contains(rec.reasons[np.Name], "NodeClassNotReady") {
+		t.Errorf("events on the NodePool: %v", rec.reasons[np.Name])
+	}
+	if pod := ns + "/p-0000"; !slices.Contains(rec.reasons[pod], "FailedScheduling") {
+		t.Errorf("events on the pod: %v", rec.reasons[pod])
+	}
+}

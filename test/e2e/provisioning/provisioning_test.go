@@ -283,6 +283,12 @@ func TestSeedJobRunsToCompletion(t *testing.T) {
 	if o, err := orphans(ctx, np.Name); err != nil || len(o) > 0 {
 		t.Errorf("instances without a NodeClaim: %v %v", o, err)
 	}
+	cp.Eventually(t, 30*time.Second, "the pool's spot cost reported", func(ctx context.Context) (bool, error) {
+		if cost := metricSum(t, "nodewright_cost_per_hour", np.Name); cost <= 0 {
+			return false, fmt.Errorf("nodewright_cost_per_hour{nodepool=%q} sums to %v", np.Name, cost)
+		}
+		return true, nil
+	})
 	for _, m := range []string{"nodewright_nodeclaims_created_total", "nodewright_nodeclaims_launched_total", "nodewright_nodeclaims_initialized_total"} {
 		if n := metricSum(t, m, np.Name); n != float64(len(claims.Items)) {
 			t.Errorf("%s{nodepool=%q} = %v, want %d", m, np.Name, n, len(claims.Items))

@@ -19,12 +19,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/metrics"
 )
 
-// Controller sums a NodePool's NodeClaims into its status.
+// Pricer gives the catalog a NodePool launches from, for its cost.
+type Pricer interface {
+	Catalog(ctx context.Context, pool *v1.NodePool) (*catalog.Catalog, *catalog.NodeSettings, error)
+}
+
+// Controller sums a NodePool's NodeClaims into its status and its cost.
 type Controller struct {
 	Kube client.Client
+	// Prices, when set, prices the pool's nodes for the cost metric.
+	Prices Pricer
 }
 
 // Reconcile recomputes one NodePool's status.
@@ -35,6 +43,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			// Gone: so are its series.
 			metrics.NodePoolUsage.DeletePartialMatch(prometheus.Labels{metrics.NodePool: req.Name})
 			metrics.NodePoolLimit.DeletePartialMatch(prometheus.Labels{metrics.NodePool: req.Name})
+			metrics.Cost.DeletePartialMatch(prometheus.Labels{metrics.NodePool: req.Name})
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -59,6 +68,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	for name, q := range np.Spec.Limits {
 		metrics.NodePoolLimit.WithLabelValues(np.Name, string(name)).Set(q.AsApproximateFloat64())
 	}
+	c.cost(ctx, np, claims.Items)
 	before := np.Status.DeepCopy()
 	patch := client.MergeFrom(np.DeepCopy())
 	np.Status.Resources = total
@@ -72,6 +82,34 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, fmt.Errorf("updating status of nodepool %s: %w", np.Name, err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// cost prices the launched claims with the pool's catalog; a node class
+// that is not ready leaves the last value.
+func (c *Controller) cost(ctx context.Context, np *v1.NodePool, claims []v1.NodeClaim) {
+	if c.Prices == nil {
+		return
+	}
+	cat, _, err := c.Prices.Catalog(ctx, np)
+	if err != nil {
+		return
+	}
+	total := map[string]float64{v1.CapacityTypeSpot: 0, v1.CapacityTypeOnDemand: 0}
+	for _, nc := range claims {
+		it := cat.Get(nc.Labels[corev1.LabelInstanceTypeStable])
+		if it == nil {
+			continue
+		}
+		for _, o := range it.Offerings {
+			if o.Zone == nc.Labels[corev1.LabelTopologyZone] && o.CapacityType == nc.Labels[v1.CapacityTypeLabelKey] {
+				total[o.CapacityType] += o.Price
+				break
+			}
+		}
+	}
+	for ct, v := range total {
+		metrics.Cost.WithLabelValues(np.Name, ct).Set(v)
+	}
 }
 
 // SetupWithManager watches NodePools and their NodeClaims.
