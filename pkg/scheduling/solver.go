@@ -159,6 +159,7 @@ func Solve(in Input, opts Options) *Plan {
 	for _, d := range in.DaemonSets {
 		s.daemon = append(s.daemon, parsePod(d, nil, newTermRegistry()))
 	}
+	s.reserveDaemons(in.Nodes)
 	for _, g := range s.groups {
 		s.prepareGroup(g)
 	}
@@ -615,6 +616,30 @@ func compatKey(pool int, v variant, tolerations []corev1.Toleration) string {
 		fmt.Fprintf(&b, "|%s/%s/%s/%s", t.Key, t.Operator, t.Value, t.Effect)
 	}
 	return b.String()
+}
+
+// reserveDaemons takes, on each in-flight node, the requests of the
+// DaemonSets whose pods will run there: those that tolerate its taints and
+// whose node requirements its labels meet. buildNodes put in.Nodes first in
+// s.nodes, in order.
+func (s *solver) reserveDaemons(nodes []Node) {
+	for i, n := range nodes {
+		if !n.InFlight {
+			continue
+		}
+		ns := s.nodes[i]
+		for _, d := range s.daemon {
+			if len(d.variants) == 0 {
+				continue
+			}
+			if _, ok := tolerates(d.tolerations, ns.taints); !ok {
+				continue
+			}
+			if d.variants[len(d.variants)-1].reqs.Matches(ns.labels) {
+				ns.used = ns.used.Add(d.requests)
+			}
+		}
+	}
 }
 
 // daemonRuns reports whether a DaemonSet pod would run on a node planned with

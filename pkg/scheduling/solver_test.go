@@ -265,6 +265,27 @@ func TestDaemonSetOverhead(t *testing.T) {
 	}
 }
 
+// An in-flight node (no kubelet yet) will run the DaemonSets that tolerate
+// it: their room is not free for pending pods. A node already running has
+// its DaemonSet pods bound, so nothing is reserved twice.
+func TestInFlightNodesReserveDaemonSets(t *testing.T) {
+	for _, inFlight := range []bool{true, false} {
+		ds := pod("1", "256Mi")
+		p := pod("1500m", "1Gi")
+		node := Node{Name: "claim-1", Labels: map[string]string{v1.LabelTopologyZone: "test-1a"}, InFlight: inFlight,
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Gi"), corev1.ResourcePods: resource.MustParse("10")}}
+		plan := solve(t, []*corev1.Pod{p}, func(in *Input) {
+			in.DaemonSets = []*corev1.Pod{ds}
+			in.Nodes = []Node{node}
+		})
+		requireAllPlaced(t, plan, 1)
+		onNode := len(plan.Existing["claim-1"]) == 1
+		if onNode == inFlight {
+			t.Errorf("in flight %v: pod placed on the node %v; the DaemonSet's 1 CPU leaves 1 of 2 when in flight", inFlight, onNode)
+		}
+	}
+}
+
 func TestVolumeZonesAndUnknownResources(t *testing.T) {
 	vz := pod("1", "1Gi")
 	plan := solve(t, []*corev1.Pod{vz}, func(in *Input) { in.VolumeZones = map[types.UID][]string{vz.UID: {"test-1b"}} })

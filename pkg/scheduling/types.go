@@ -31,6 +31,10 @@ type Node struct {
 	Taints      []corev1.Taint
 	Allocatable corev1.ResourceList
 	Pods        []*corev1.Pod
+	// InFlight marks a node with no kubelet yet (a NodeClaim without its
+	// Node): the DaemonSet pods that will run there are not bound, so their
+	// requests are reserved on it as on a new node.
+	InFlight bool
 }
 
 // NodePool is a NodePool with what it can launch.

@@ -250,7 +250,7 @@ func inFlightView(nc *v1.NodeClaim) scheduling.Node {
 			alloc[corev1.ResourcePods] = resource.MustParse("110")
 		}
 	}
-	return scheduling.Node{Name: nc.Name, Labels: labels, Taints: nc.Spec.Taints, Allocatable: alloc}
+	return scheduling.Node{Name: nc.Name, Labels: labels, Taints: nc.Spec.Taints, Allocatable: alloc, InFlight: true}
 }
 
 // Provisionable reports whether a pod is one the provisioner should find
