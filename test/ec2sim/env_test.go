@@ -14,8 +14,6 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
-
-	"github.com/nodewright/nodewright/pkg/catalog"
 )
 
 const region = "ap-northeast-2"
@@ -44,15 +42,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	snap, err := catalog.EmbeddedSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	scenario, err := LoadScenario(region)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := Start(scenario, snap)
+	sim, err := StartRegion(region)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -51,24 +50,13 @@ type Env struct {
 // Start starts the simulator, the bridge and nodewright against cp, which
 // must have been started with harness.Options{Cluster: true}.
 func Start(ctx context.Context, cp *harness.ControlPlane, opts Options) (*Env, error) {
-	scenario, err := ec2sim.LoadScenario(Region)
+	sim, err := ec2sim.StartRegion(Region)
 	if err != nil {
 		return nil, err
 	}
-	snap, err := catalog.EmbeddedSnapshot()
-	if err != nil {
-		return nil, err
-	}
-	sim, err := ec2sim.Start(scenario, snap)
-	if err != nil {
-		return nil, fmt.Errorf("starting the EC2 simulator: %w", err)
-	}
-	// The SDK's default credential chain reads these; the simulator does not
-	// check signatures, but the SDK will not sign without credentials.
-	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDSIMULATOR", "AWS_SECRET_ACCESS_KEY": "simulator", "AWS_EC2_METADATA_DISABLED": "true"} {
-		if err := os.Setenv(k, v); err != nil {
-			return nil, err
-		}
+	// nodewright builds its clients with the default credential chain.
+	if err := ec2sim.UseSimulatorCredentials(); err != nil {
+		return nil, errors.Join(err, sim.Close())
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	e := &Env{CP: cp, Sim: sim, cancel: cancel, done: make(chan error, 1)}

@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -34,12 +33,8 @@ var testOptions = Options{
 // seedNodeClass is the seed fixture's EC2NodeClass, as users bring it.
 func seedNodeClass(t *testing.T) *awsv1.EC2NodeClass {
 	t.Helper()
-	objs, err := fixtures.SeedObjects(fixtures.EC2NodeClassDefault)
-	if err != nil {
-		t.Fatal(err)
-	}
 	nc := &awsv1.EC2NodeClass{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, nc); err != nil {
+	if err := fixtures.SeedInto(fixtures.EC2NodeClassDefault, nc); err != nil {
 		t.Fatal(err)
 	}
 	nc.Generation = 1

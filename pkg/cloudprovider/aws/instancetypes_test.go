@@ -35,11 +35,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scenario, err := ec2sim.LoadScenario(region)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := ec2sim.Start(scenario, snap)
+	sim, err := ec2sim.StartRegion(region)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +47,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{sim: sim, scenario: scenario, snapshot: snap, clients: clients, log: &logBuffer{}}
+	return &env{sim: sim, scenario: sim.Scenario(), snapshot: snap, clients: clients, log: &logBuffer{}}
 }
 
 func (e *env) provider(t *testing.T) *InstanceTypeProvider {

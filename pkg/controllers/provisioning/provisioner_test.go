@@ -3,7 +3,6 @@ package provisioning
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -59,20 +58,14 @@ var setupOnce sync.Once
 func newProvisioner(tb testing.TB) (*Provisioner, *clock) {
 	tb.Helper()
 	ctx := context.Background()
-	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDSIMULATOR", "AWS_SECRET_ACCESS_KEY": "simulator", "AWS_EC2_METADATA_DISABLED": "true"} {
-		if err := os.Setenv(k, v); err != nil {
-			tb.Fatal(err)
-		}
+	if err := ec2sim.UseSimulatorCredentials(); err != nil {
+		tb.Fatal(err)
 	}
-	scenario, err := ec2sim.LoadScenario("ap-northeast-2")
+	sim, err := ec2sim.StartRegion("ap-northeast-2")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	snap, err := catalog.EmbeddedSnapshot()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sim, err := ec2sim.Start(scenario, snap)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -93,12 +86,8 @@ func newProvisioner(tb testing.TB) (*Provisioner, *clock) {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		objs, err := fixtures.SeedObjects(fixtures.EC2NodeClassDefault)
-		if err != nil {
-			tb.Fatal(err)
-		}
 		nc := &awsv1.EC2NodeClass{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, nc); err != nil {
+		if err := fixtures.SeedInto(fixtures.EC2NodeClassDefault, nc); err != nil {
 			tb.Fatal(err)
 		}
 		if err := cp.Client.Create(ctx, nc); err != nil {
@@ -123,12 +112,8 @@ func newProvisioner(tb testing.TB) (*Provisioner, *clock) {
 // its instance-type list when wide.
 func seedPool(tb testing.TB, wide bool) *v1.NodePool {
 	tb.Helper()
-	objs, err := fixtures.SeedObjects(fixtures.NodePoolBatch)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	np := &v1.NodePool{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, np); err != nil {
+	if err := fixtures.SeedInto(fixtures.NodePoolBatch, np); err != nil {
 		tb.Fatal(err)
 	}
 	np.Name = harness.Name("pool")

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -33,12 +32,8 @@ import (
 // seedPool reads the seed NodePool; name renames it (empty keeps the seed's).
 func seedPool(t *testing.T, name string) *v1.NodePool {
 	t.Helper()
-	objs, err := fixtures.SeedObjects(fixtures.NodePoolBatch)
-	if err != nil {
-		t.Fatal(err)
-	}
 	np := &v1.NodePool{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, np); err != nil {
+	if err := fixtures.SeedInto(fixtures.NodePoolBatch, np); err != nil {
 		t.Fatal(err)
 	}
 	if name != "" {
@@ -80,12 +75,8 @@ func createPool(t *testing.T, np *v1.NodePool) {
 // a node selector pinning it to one pool.
 func seedJob(t *testing.T, ns string, completions int32, pool string) *batchv1.Job {
 	t.Helper()
-	objs, err := fixtures.SeedObjects(fixtures.BatchJob)
-	if err != nil {
-		t.Fatal(err)
-	}
 	job := &batchv1.Job{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, job); err != nil {
+	if err := fixtures.SeedInto(fixtures.BatchJob, job); err != nil {
 		t.Fatal(err)
 	}
 	job.Namespace = ns
@@ -170,6 +161,54 @@ func summary(ctx context.Context, np *v1.NodePool) string {
 	}
 	sort.Strings(parts)
 	return fmt.Sprintf("%d nodeclaims: %s", len(parts), strings.Join(parts, ", "))
+}
+
+// podOnPool is a 1-CPU pod that only the pool's nodes may run.
+func podOnPool(ns, name, pool string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{v1.NodePoolLabelKey: pool}, Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1",
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}},
+	}
+}
+
+// deploymentOnPool is a Deployment of replicas 1-CPU pods labelled
+// app=name that only the pool's nodes may run.
+func deploymentOnPool(ns, name, pool string, replicas int64) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apps/v1", "kind": "Deployment",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"replicas": replicas, "selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+			"template": map[string]any{
+				"metadata": map[string]any{"labels": map[string]any{"app": name}},
+				"spec": map[string]any{
+					"nodeSelector": map[string]any{v1.NodePoolLabelKey: pool},
+					"containers": []any{map[string]any{"name": name, "image": "registry.example/" + name + ":1",
+						"resources": map[string]any{"requests": map[string]any{"cpu": "1", "memory": "1Gi"}}}},
+				},
+			},
+		},
+	}}
+}
+
+// runningOnOneClaim waits until want pods labelled app=name run and the
+// pool has exactly one NodeClaim, and returns it.
+func runningOnOneClaim(t *testing.T, ns, name, pool string, want int) v1.NodeClaim {
+	t.Helper()
+	var nc v1.NodeClaim
+	cp.Eventually(t, 2*time.Minute, fmt.Sprintf("%d %s pods running on one nodewright node", want, name), func(ctx context.Context) (bool, error) {
+		if err := running(ctx, ns, map[string]string{"app": name}, want); err != nil {
+			return false, err
+		}
+		one, err := onlyClaim(ctx, pool)
+		if err != nil {
+			return false, err
+		}
+		nc = *one
+		return true, nil
+	})
+	return nc
 }
 
 // instanceID is the EC2 instance id of a provider id.
@@ -366,36 +405,10 @@ func TestDeletingANodeClaimDrainsAndTerminates(t *testing.T) {
 	np := seedPool(t, "batch-delete")
 	createPool(t, np)
 	labels := map[string]string{"app": "web"}
-	dep := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "apps/v1", "kind": "Deployment",
-		"metadata": map[string]any{"name": "web", "namespace": ns},
-		"spec": map[string]any{
-			"replicas": int64(2), "selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
-			"template": map[string]any{
-				"metadata": map[string]any{"labels": map[string]any{"app": "web"}},
-				"spec": map[string]any{
-					"nodeSelector": map[string]any{v1.NodePoolLabelKey: np.Name},
-					"containers": []any{map[string]any{"name": "web", "image": "registry.example/web:1",
-						"resources": map[string]any{"requests": map[string]any{"cpu": "1", "memory": "1Gi"}}}},
-				},
-			},
-		},
-	}}
-	if err := cp.Client.Create(ctx, dep); err != nil {
+	if err := cp.Client.Create(ctx, deploymentOnPool(ns, "web", np.Name, 2)); err != nil {
 		t.Fatal(err)
 	}
-	var first v1.NodeClaim
-	cp.Eventually(t, 2*time.Minute, "both web pods running on a nodewright node", func(ctx context.Context) (bool, error) {
-		if err := running(ctx, ns, labels, 2); err != nil {
-			return false, err
-		}
-		one, err := onlyClaim(ctx, np.Name)
-		if err != nil {
-			return false, err
-		}
-		first = *one
-		return true, nil
-	})
+	first := runningOnOneClaim(t, ns, "web", np.Name, 2)
 	id := instanceID(first.Status.ProviderID)
 	if err := cp.Client.Delete(ctx, &first); err != nil {
 		t.Fatal(err)
@@ -502,21 +515,7 @@ func TestDrainHonoursPodDisruptionBudget(t *testing.T) {
 			"metadata": map[string]any{"name": "api", "namespace": ns},
 			"spec":     map[string]any{"minAvailable": int64(1), "selector": map[string]any{"matchLabels": map[string]any{"app": "api"}}},
 		}},
-		{Object: map[string]any{
-			"apiVersion": "apps/v1", "kind": "Deployment",
-			"metadata": map[string]any{"name": "api", "namespace": ns},
-			"spec": map[string]any{
-				"replicas": int64(2), "selector": map[string]any{"matchLabels": map[string]any{"app": "api"}},
-				"template": map[string]any{
-					"metadata": map[string]any{"labels": map[string]any{"app": "api"}},
-					"spec": map[string]any{
-						"nodeSelector": map[string]any{v1.NodePoolLabelKey: np.Name},
-						"containers": []any{map[string]any{"name": "api", "image": "registry.example/api:1",
-							"resources": map[string]any{"requests": map[string]any{"cpu": "1", "memory": "1Gi"}}}},
-					},
-				},
-			},
-		}},
+		deploymentOnPool(ns, "api", np.Name, 2),
 	} {
 		if err := cp.Client.Create(ctx, obj); err != nil {
 			t.Fatal(err)
@@ -526,18 +525,7 @@ func TestDrainHonoursPodDisruptionBudget(t *testing.T) {
 		t.Cleanup(func() { _ = cp.Client.Delete(ctx, obj) })
 	}
 	labels := map[string]string{"app": "api"}
-	var first v1.NodeClaim
-	cp.Eventually(t, 2*time.Minute, "both api pods running on one nodewright node", func(ctx context.Context) (bool, error) {
-		if err := running(ctx, ns, labels, 2); err != nil {
-			return false, err
-		}
-		one, err := onlyClaim(ctx, np.Name)
-		if err != nil {
-			return false, err
-		}
-		first = *one
-		return true, nil
-	})
+	first := runningOnOneClaim(t, ns, "api", np.Name, 2)
 	if err := cp.Client.Delete(ctx, &first); err != nil {
 		t.Fatal(err)
 	}
@@ -567,11 +555,8 @@ func TestDoNotDisruptHoldsUntilTerminationGracePeriod(t *testing.T) {
 	grace := 15 * time.Second
 	np.Spec.Template.Spec.TerminationGracePeriod = &metav1.Duration{Duration: grace}
 	createPool(t, np)
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "precious", Namespace: ns, Annotations: map[string]string{v1.DoNotDisruptAnnotationKey: "true"}},
-		Spec: corev1.PodSpec{NodeSelector: map[string]string{v1.NodePoolLabelKey: np.Name}, Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1",
-			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}},
-	}
+	pod := podOnPool(ns, "precious", np.Name)
+	pod.Annotations = map[string]string{v1.DoNotDisruptAnnotationKey: "true"}
 	if err := cp.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -626,12 +611,7 @@ func TestDeletingANodeTerminatesItsInstance(t *testing.T) {
 	ns := cp.Namespace(t)
 	np := seedPool(t, "batch-nodedelete")
 	createPool(t, np)
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns},
-		Spec: corev1.PodSpec{NodeSelector: map[string]string{v1.NodePoolLabelKey: np.Name}, Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1",
-			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}},
-	}
-	if err := cp.Client.Create(ctx, pod); err != nil {
+	if err := cp.Client.Create(ctx, podOnPool(ns, "p", np.Name)); err != nil {
 		t.Fatal(err)
 	}
 	var nc v1.NodeClaim
@@ -672,13 +652,7 @@ func TestClaimOfVanishedInstanceIsDeleted(t *testing.T) {
 	// collection can notice the instance is gone.
 	e.Sim.SetLaunchDelay(time.Hour)
 	t.Cleanup(func() { e.Sim.SetLaunchDelay(0) })
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns},
-		Spec: corev1.PodSpec{NodeSelector: map[string]string{v1.NodePoolLabelKey: np.Name},
-			Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1",
-				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}},
-	}
-	if err := cp.Client.Create(ctx, pod); err != nil {
+	if err := cp.Client.Create(ctx, podOnPool(ns, "p", np.Name)); err != nil {
 		t.Fatal(err)
 	}
 	var nc v1.NodeClaim

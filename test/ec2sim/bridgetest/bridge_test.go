@@ -16,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/test/ec2sim"
 	"github.com/nodewright/nodewright/test/harness"
 )
@@ -49,15 +48,7 @@ spec:
 
 func TestNodeBridgeRegistersAndRemovesNodes(t *testing.T) {
 	ctx := context.Background()
-	snap, err := catalog.EmbeddedSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	scenario, err := ec2sim.LoadScenario("ap-northeast-2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := ec2sim.Start(scenario, snap)
+	sim, err := ec2sim.StartRegion("ap-northeast-2")
 	if err != nil {
 		t.Fatal(err)
 	}
