@@ -213,6 +213,21 @@ func (c *Catalog) Get(name string) *InstanceType {
 	return nil
 }
 
+// Price is the hourly price of an instance type bought one way in one zone
+// (by name), and whether the catalog offers it so.
+func (c *Catalog) Price(instanceType, zone, capacityType string) (float64, bool) {
+	it := c.Get(instanceType)
+	if it == nil {
+		return 0, false
+	}
+	for _, o := range it.Offerings {
+		if o.Zone == zone && o.CapacityType == capacityType {
+			return o.Price, true
+		}
+	}
+	return 0, false
+}
+
 // Candidate is an instance type that satisfies a set of requirements, with the
 // offerings that do (and are not marked unavailable) as a bit mask over the
 // type's offerings, which are sorted cheapest first. A mask rather than a copy

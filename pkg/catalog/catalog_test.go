@@ -87,6 +87,20 @@ func TestM5XlargeInUSEast1(t *testing.T) {
 	}
 }
 
+// Price finds an offering by type, zone and capacity type, and says when the
+// catalog has none.
+func TestPrice(t *testing.T) {
+	c := region(t, "us-east-1")
+	if p, ok := c.Price("m5.xlarge", "us-east-1a", v1.CapacityTypeOnDemand); !ok || p != 0.192 {
+		t.Errorf("m5.xlarge on demand in us-east-1a: %v %v, want 0.192", p, ok)
+	}
+	for _, tc := range [][3]string{{"no.such", "us-east-1a", v1.CapacityTypeOnDemand}, {"m5.xlarge", "mars-1a", v1.CapacityTypeSpot}, {"m5.xlarge", "us-east-1a", "reserved"}} {
+		if p, ok := c.Price(tc[0], tc[1], tc[2]); ok {
+			t.Errorf("%v priced %v", tc, p)
+		}
+	}
+}
+
 // TestAllocatableFollowsEKSFormulas checks capacity and allocatable for a few
 // sizes against the EKS AMI's reservations, worked out by hand:
 // memory capacity = MiB - ceil(7.5%), kube-reserved memory = 11*pods + 255 MiB,

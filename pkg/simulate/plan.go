@@ -73,13 +73,8 @@ func Run(in *Input, region string) (*Report, error) {
 	}
 	rep.Plan = scheduling.Solve(scheduling.Input{Pods: in.Pods, NodePools: pools}, scheduling.Options{SpotRiskWeight: -1})
 	for _, c := range rep.Plan.NodeClaims {
-		it := c.InstanceTypes[0].Type
-		for _, o := range it.Offerings {
-			if o.Zone == c.Offering.Zone && o.CapacityType == v1.CapacityTypeOnDemand {
-				rep.OnDemand += o.Price
-				break
-			}
-		}
+		price, _ := cat.Price(c.InstanceTypes[0].Type.Name, c.Offering.Zone, v1.CapacityTypeOnDemand)
+		rep.OnDemand += price
 	}
 	return rep, nil
 }

@@ -172,16 +172,8 @@ func follow(ctx context.Context, cp *harness.ControlPlane, ns, name string) erro
 		return err
 	}
 	price := func(nc *v1.NodeClaim) float64 {
-		it := cat.Get(nc.Labels[corev1.LabelInstanceTypeStable])
-		if it == nil {
-			return 0
-		}
-		for _, o := range it.Offerings {
-			if o.Zone == nc.Labels[corev1.LabelTopologyZone] && o.CapacityType == nc.Labels[v1.CapacityTypeLabelKey] {
-				return o.Price
-			}
-		}
-		return 0
+		p, _ := cat.Price(nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone], nc.Labels[v1.CapacityTypeLabelKey])
+		return p
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
@@ -255,15 +247,8 @@ func follow(ctx context.Context, cp *harness.ControlPlane, ns, name string) erro
 func onDemand(cat *catalog.Catalog, claims []v1.NodeClaim) float64 {
 	total := 0.0
 	for _, nc := range claims {
-		it := cat.Get(nc.Labels[corev1.LabelInstanceTypeStable])
-		if it == nil {
-			continue
-		}
-		for _, o := range it.Offerings {
-			if o.Zone == nc.Labels[corev1.LabelTopologyZone] && o.CapacityType == v1.CapacityTypeOnDemand {
-				total += o.Price
-			}
-		}
+		price, _ := cat.Price(nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone], v1.CapacityTypeOnDemand)
+		total += price
 	}
 	return total
 }

@@ -96,15 +96,9 @@ func (c *Controller) cost(ctx context.Context, np *v1.NodePool, claims []v1.Node
 	}
 	total := map[string]float64{v1.CapacityTypeSpot: 0, v1.CapacityTypeOnDemand: 0}
 	for _, nc := range claims {
-		it := cat.Get(nc.Labels[corev1.LabelInstanceTypeStable])
-		if it == nil {
-			continue
-		}
-		for _, o := range it.Offerings {
-			if o.Zone == nc.Labels[corev1.LabelTopologyZone] && o.CapacityType == nc.Labels[v1.CapacityTypeLabelKey] {
-				total[o.CapacityType] += o.Price
-				break
-			}
+		ct := nc.Labels[v1.CapacityTypeLabelKey]
+		if price, ok := cat.Price(nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone], ct); ok {
+			total[ct] += price
 		}
 	}
 	for ct, v := range total {
