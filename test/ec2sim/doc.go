@@ -1,7 +1,8 @@
-// Package ec2sim is nodewright's EC2, Pricing and SSM simulator: an HTTP
+// Package ec2sim is nodewright's EC2, Pricing, SSM and SQS simulator: an HTTP
 // server that speaks the wire protocols aws-sdk-go-v2 uses (EC2 Query with XML
-// responses and the EC2 error envelope; JSON 1.1 for Pricing and SSM), so the
-// AWS provider runs its real SDK clients against it by setting BaseEndpoint.
+// responses and the EC2 error envelope; JSON 1.1 for Pricing and SSM; JSON 1.0
+// for SQS), so the AWS provider runs its real SDK clients against it by
+// setting BaseEndpoint.
 //
 // The read side answers from fixed data: instance types and prices from the
 // catalog snapshot, the region's zones, subnets, security groups, images and
@@ -26,6 +27,18 @@
 //     clock plus Advance, so tests jump over delays instead of sleeping.
 //   - Spot interruptions (Interrupt): an EventInterrupted, then termination
 //     after SpotInterruptionNotice.
+//
+// SQS standard queues (CreateQueue, GetQueueUrl, GetQueueAttributes,
+// SendMessage, ReceiveMessage, DeleteMessage, DeleteMessageBatch, PurgeQueue)
+// carry the interruption feed. Visibility timeouts and retention run on the
+// simulated clock; long polls wait in real time and end early when a message
+// becomes visible, the request ends or the server closes. RouteEventsTo stands
+// in for the EventBridge rules of an interruption queue: from then on the
+// queue gets, as EventBridge's JSON, a spot interruption warning for each
+// Interrupt, a rebalance recommendation for each Rebalance, an AWS Health
+// scheduled change for each ScheduleEvent and a state-change notification for
+// every state an instance enters. QueueMessages and SendRaw let tests look at
+// and poison the queue.
 //
 // Watch reports every instance's life as events; NodeBridge uses them to
 // register and delete the Kubernetes Nodes an EKS node's kubelet and the cloud

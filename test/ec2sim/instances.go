@@ -79,6 +79,11 @@ type Instance struct {
 	FleetID               string
 	LaunchTemplateID      string
 	LaunchTemplateVersion string
+
+	// RebalanceRecommendationTime is when Rebalance last recommended
+	// replacing the spot instance; zero if never.
+	RebalanceRecommendationTime time.Time
+
 	// UserData is the launch template's user data, base64-encoded as EC2 keeps
 	// it, so a bridge can read what the kubelet was asked to register with.
 	UserData           string

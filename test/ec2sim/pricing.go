@@ -6,11 +6,17 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // serveJSON answers the JSON 1.1 protocol (the Pricing and SSM APIs) by
-// X-Amz-Target.
+// X-Amz-Target, and hands SQS, which speaks JSON 1.0 with its own error
+// form, to serveSQS.
 func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, target string) {
+	if strings.HasPrefix(target, "AmazonSQS.") {
+		s.serveSQS(w, r, target)
+		return
+	}
 	action := target
 	if f, ok := s.takeFault(action); ok {
 		s.jsonError(w, f.code, f.status, "injected by the simulator")

@@ -57,6 +57,11 @@ type Server struct {
 	capacity  map[Pool]int // remaining launches of a pool; absent = unlimited
 	partial   partialFulfillment
 	spotLimit int // active spot instances allowed; <0 unlimited
+
+	// SQS and the EventBridge feed: see sqs.go and events.go.
+	queues     map[string]*queue // by name
+	eventQueue string            // where events go; "" drops them
+	randSeq    uint64            // advances the ids of messages and events
 }
 
 type fault struct {
@@ -96,6 +101,7 @@ func Start(scenario *Scenario, snapshot *catalog.Snapshot) (*Server, error) {
 		instances: map[string]*instance{}, templates: map[string]*LaunchTemplate{},
 		tokens: map[string]idempotentAnswer{}, ips: map[string]*subnetIPs{}, params: map[string]parameter{},
 		watchers: map[*watcher]struct{}{}, capacity: map[Pool]int{}, spotLimit: -1,
+		queues: map[string]*queue{},
 	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(s.URL))
@@ -183,8 +189,8 @@ func (s *Server) Calls(action string) int {
 	return s.calls[action]
 }
 
-// ServeHTTP dispatches EC2 Query requests by Action and Pricing requests by
-// X-Amz-Target.
+// ServeHTTP dispatches EC2 Query requests by Action and Pricing, SSM and SQS
+// requests by X-Amz-Target.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if target := r.Header.Get("X-Amz-Target"); target != "" {
 		s.serveJSON(w, r, target)

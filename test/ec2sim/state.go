@@ -52,6 +52,8 @@ func (s *Server) Advance(d time.Duration) {
 	defer s.mu.Unlock()
 	s.clock.offset += d
 	s.advanceLocked()
+	// In-flight SQS messages may have become visible.
+	s.wakeReceiversLocked()
 }
 
 // SetLaunchDelay sets how long new instances stay pending before they run
@@ -260,8 +262,10 @@ func (s *Server) Watch(ctx context.Context) <-chan InstanceEvent {
 	return out
 }
 
-// emitLocked queues an event for every watcher; it never blocks.
+// emitLocked queues an event for every watcher and sends its EventBridge
+// counterpart to the routed queue; it never blocks.
 func (s *Server) emitLocked(kind EventKind, in *instance, at time.Time) {
+	s.publishStateLocked(kind, in, at)
 	if len(s.watchers) == 0 {
 		return
 	}
