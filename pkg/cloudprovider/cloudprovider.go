@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
@@ -44,12 +45,46 @@ type CloudProvider interface {
 }
 
 // InsufficientCapacityError says no offering the claim allows had capacity.
-type InsufficientCapacityError struct{ Err error }
+type InsufficientCapacityError struct {
+	// Code is the cloud's error code of the last refusal (EC2's
+	// InsufficientInstanceCapacity, say), or NoOfferingAvailable when every
+	// allowed offering was already known to be out.
+	Code string
+	Err  error
+}
 
 func (e *InsufficientCapacityError) Error() string {
 	return fmt.Sprintf("insufficient capacity: %v", e.Err)
 }
-func (e *InsufficientCapacityError) Unwrap() error { return e.Err }
+func (e *InsufficientCapacityError) Unwrap() error     { return e.Err }
+func (e *InsufficientCapacityError) ErrorCode() string { return e.Code }
+
+// NoOfferingAvailable is the code of an InsufficientCapacityError raised
+// before asking the cloud: every offering the claim allows is out.
+const NoOfferingAvailable = "NoOfferingAvailable"
+
+// LaunchError is a launch the cloud refused for a reason other than
+// capacity, with the cloud's error code (EC2's InvalidParameterValue,
+// UnauthorizedOperation, ...).
+type LaunchError struct {
+	Code string
+	Err  error
+}
+
+func (e *LaunchError) Error() string     { return e.Err.Error() }
+func (e *LaunchError) Unwrap() error     { return e.Err }
+func (e *LaunchError) ErrorCode() string { return e.Code }
+
+// ErrorCode is the cloud error code err carries: from the errors above, or
+// from any error in its chain with an ErrorCode method (the AWS SDK's API
+// errors have one). "" when there is none.
+func ErrorCode(err error) string {
+	var coded interface{ ErrorCode() string }
+	if errors.As(err, &coded) {
+		return coded.ErrorCode()
+	}
+	return ""
+}
 
 // NotFoundError says the instance does not exist (any more).
 type NotFoundError struct{ ProviderID string }
@@ -86,3 +121,50 @@ func IsNodeClassNotReady(err error) bool {
 	var nr *NodeClassNotReadyError
 	return errors.As(err, &nr)
 }
+
+// InterruptionKind says what a cloud's notice about an instance announces.
+type InterruptionKind string
+
+// The notices an interruption queue carries.
+const (
+	// SpotInterruption: the cloud reclaims the spot instance at TerminatesAt
+	// (two minutes after the notice on EC2).
+	SpotInterruption InterruptionKind = "spot_interruption"
+	// RebalanceRecommendation: the spot instance's capacity pool is at
+	// elevated risk of interruption; no deadline is given.
+	RebalanceRecommendation InterruptionKind = "rebalance_recommendation"
+	// ScheduledChange: maintenance (retirement, reboot) is scheduled to begin
+	// at TerminatesAt.
+	ScheduledChange InterruptionKind = "scheduled_change"
+	// StateChange: the instance changed state (State says to what), e.g. it is
+	// stopping or shutting down now.
+	StateChange InterruptionKind = "state_change"
+	// UnknownInterruption: a message that names no kind nodewright acts on, or
+	// that could not be read at all.
+	UnknownInterruption InterruptionKind = "unknown"
+)
+
+// Interruption is one notice from the cloud's interruption queue.
+type Interruption struct {
+	// ID is the message's id in the queue, for logs.
+	ID   string
+	Kind InterruptionKind
+	// InstanceIDs are the instances concerned: the last path element of their
+	// nodes' provider IDs.
+	InstanceIDs []string
+	// State is the new instance state of a StateChange (e.g. "stopping").
+	State string
+	// SentAt is when the cloud emitted the notice.
+	SentAt time.Time
+	// TerminatesAt is when the instance goes away or maintenance begins;
+	// zero when the notice gives no time.
+	TerminatesAt time.Time
+	// Detail describes the notice for events and logs (the health event code,
+	// the raw message when it could not be read).
+	Detail string
+	// Handle identifies the message to delete once handled.
+	Handle string
+}
+
+// ErrorCode is NodeClassNotReady: nodewright did not ask the cloud.
+func (e *NodeClassNotReadyError) ErrorCode() string { return "NodeClassNotReady" }

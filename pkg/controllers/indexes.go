@@ -5,6 +5,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +23,10 @@ const (
 	NodeClaimProviderID = "status.providerID"
 	// PodNodeName indexes Pods by spec.nodeName, for draining.
 	PodNodeName = "spec.nodeName"
+	// NodeClaimInstanceID indexes NodeClaims by the last path element of
+	// status.providerID (the cloud's instance id), which is all a cloud's
+	// interruption notice names.
+	NodeClaimInstanceID = "status.providerID.instanceID"
 )
 
 // SetupIndexes registers the indexes on the manager's cache.
@@ -34,6 +39,7 @@ func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
 	}{
 		{&corev1.Node{}, NodeProviderID, func(o client.Object) []string { return nonEmpty(o.(*corev1.Node).Spec.ProviderID) }},
 		{&v1.NodeClaim{}, NodeClaimProviderID, func(o client.Object) []string { return nonEmpty(o.(*v1.NodeClaim).Status.ProviderID) }},
+		{&v1.NodeClaim{}, NodeClaimInstanceID, func(o client.Object) []string { return nonEmpty(InstanceID(o.(*v1.NodeClaim).Status.ProviderID)) }},
 		{&corev1.Pod{}, PodNodeName, func(o client.Object) []string { return nonEmpty(o.(*corev1.Pod).Spec.NodeName) }},
 	} {
 		if err := idx.IndexField(ctx, i.obj, i.key, i.fn); err != nil {
@@ -48,4 +54,10 @@ func nonEmpty(s string) []string {
 		return nil
 	}
 	return []string{s}
+}
+
+// InstanceID is the last path element of a provider ID (aws:///zone/i-123
+// gives i-123), or "" for an empty one.
+func InstanceID(providerID string) string {
+	return providerID[strings.LastIndex(providerID, "/")+1:]
 }

@@ -18,6 +18,9 @@ const (
 	Zone         = "zone"
 	Reason       = "reason"
 	Resource     = "resource"
+	Decision     = "decision"
+	MessageType  = "message_type"
+	Code         = "code"
 )
 
 var (
@@ -53,11 +56,13 @@ var (
 	NodeClaimsTerminated = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "nodewright_nodeclaims_terminated_total", Help: "NodeClaims terminated (drained, instance gone, finalizer removed).",
 	}, []string{NodePool})
-	// LaunchFailures counts failed launches by reason:
-	// insufficient_capacity, nodeclass_not_ready, error.
+	// LaunchFailures counts failed launches by reason (insufficient_capacity,
+	// nodeclass_not_ready, error) and the cloud's error code
+	// (InsufficientInstanceCapacity, UnauthorizedOperation, ...; NodeClassNotReady,
+	// NoOfferingAvailable when nodewright refused before asking; unknown).
 	LaunchFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "nodewright_launch_failures_total", Help: "Failed launches, by reason.",
-	}, []string{NodePool, Reason})
+		Name: "nodewright_launch_failures_total", Help: "Failed launches, by reason and cloud error code.",
+	}, []string{NodePool, Reason, Code})
 	// NodePoolUsage is what a NodePool's NodeClaims hold, per resource.
 	NodePoolUsage = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "nodewright_nodepool_usage", Help: "Capacity of a NodePool's NodeClaims, per resource (nodes counts them).",
@@ -67,6 +72,26 @@ var (
 	Cost = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "nodewright_cost_per_hour", Help: "Hourly price in USD of a NodePool's launched nodes, by capacity type.",
 	}, []string{NodePool, CapacityType})
+	// DisruptionDecisions counts NodeClaims nodewright decided to take away,
+	// by why (spot_interrupted, rebalance_recommended, scheduled_change,
+	// instance_<state>, expired) and how: replace (the drain waits for the
+	// pods to have room elsewhere) or delete (the drain starts at once).
+	DisruptionDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodewright_disruption_decisions_total", Help: "NodeClaims nodewright decided to disrupt, by reason and decision.",
+	}, []string{NodePool, Reason, Decision})
+	// InterruptionMessages counts messages read from the interruption queue,
+	// by kind (spot_interruption, rebalance_recommendation, scheduled_change,
+	// state_change, unknown).
+	InterruptionMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodewright_interruption_messages_total", Help: "Messages received from the interruption queue, by type.",
+	}, []string{MessageType})
+	// InterruptionMessageAge is how old a message was when handled: a
+	// growing age means the queue is backing up and the two minutes of a
+	// spot notice are being spent waiting.
+	InterruptionMessageAge = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "nodewright_interruption_message_age_seconds", Help: "Time from the cloud sending an interruption message to nodewright handling it.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 12),
+	})
 	// NodePoolLimit is a NodePool's limit per resource.
 	NodePoolLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "nodewright_nodepool_limit", Help: "A NodePool's limit, per resource.",
@@ -75,5 +100,6 @@ var (
 
 func init() {
 	crmetrics.Registry.MustRegister(PodsPending, SchedulingDuration, NodeClaimsCreated, NodeClaimsLaunched,
-		NodeClaimsRegistered, NodeClaimsInitialized, NodeClaimsTerminated, LaunchFailures, NodePoolUsage, NodePoolLimit, Cost)
+		NodeClaimsRegistered, NodeClaimsInitialized, NodeClaimsTerminated, LaunchFailures, NodePoolUsage, NodePoolLimit, Cost,
+		DisruptionDecisions, InterruptionMessages, InterruptionMessageAge)
 }

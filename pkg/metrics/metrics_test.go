@@ -14,6 +14,10 @@ func TestMetricsAreRegisteredAndConventional(t *testing.T) {
 	NodeClaimsLaunched.WithLabelValues("p", "m5.large", "spot", "z").Inc()
 	SchedulingDuration.Observe(0.01)
 	PodsPending.WithLabelValues("provisioned").Set(1)
+	LaunchFailures.WithLabelValues("p", "insufficient_capacity", "InsufficientInstanceCapacity").Inc()
+	DisruptionDecisions.WithLabelValues("p", "spot_interrupted", "replace").Inc()
+	InterruptionMessages.WithLabelValues("spot_interruption").Inc()
+	InterruptionMessageAge.Observe(0.3)
 	families, err := crmetrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +28,9 @@ func TestMetricsAreRegisteredAndConventional(t *testing.T) {
 			ours = append(ours, f.GetName())
 		}
 	}
-	for _, want := range []string{"nodewright_nodeclaims_launched_total", "nodewright_scheduling_duration_seconds", "nodewright_pods_pending"} {
+	for _, want := range []string{"nodewright_nodeclaims_launched_total", "nodewright_scheduling_duration_seconds", "nodewright_pods_pending",
+		"nodewright_launch_failures_total", "nodewright_disruption_decisions_total", "nodewright_interruption_messages_total",
+		"nodewright_interruption_message_age_seconds"} {
 		found := false
 		for _, n := range ours {
 			found = found || n == want

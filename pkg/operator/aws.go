@@ -12,6 +12,7 @@ import (
 
 	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/cloudprovider/aws"
+	"github.com/nodewright/nodewright/pkg/controllers/interruption"
 )
 
 // AWS builds the EC2 cloud provider and adds what it runs to the manager:
@@ -28,8 +29,9 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	if err != nil {
 		return nil, err
 	}
+	unavailable := catalog.NewUnavailableOfferings(catalog.UnavailableOptions{})
 	types, err := aws.NewInstanceTypeProvider(clients.EC2, clients.Pricing, aws.InstanceTypeOptions{
-		Region: o.Options.Region, Snapshot: snap, Unavailable: catalog.NewUnavailableOfferings(catalog.UnavailableOptions{}),
+		Region: o.Options.Region, Snapshot: snap, Unavailable: unavailable,
 		Log: o.GetLogger().WithName("instancetypes"),
 	})
 	if err != nil {
@@ -73,6 +75,14 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	cloud, err := aws.NewCloudProvider(opts, clients, types, o.GetClient())
 	if err != nil {
 		return nil, err
+	}
+	if q := o.Options.InterruptionQueue; q != "" {
+		if err := o.Add(&interruption.Controller{
+			Kube: o.GetClient(), Queue: aws.NewInterruptionQueue(clients.SQS, q), Recorder: o.GetEventRecorder("nodewright"),
+			Offerings: unavailable, DrainOnRebalance: o.Options.FeatureGates.DrainOnRebalance,
+		}); err != nil {
+			return nil, fmt.Errorf("adding the interruption controller: %w", err)
+		}
 	}
 	return cloud, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 	"github.com/nodewright/nodewright/pkg/controllers"
 	nodetermination "github.com/nodewright/nodewright/pkg/controllers/node/termination"
+	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/expiration"
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/garbagecollection"
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/lifecycle"
 	claimtermination "github.com/nodewright/nodewright/pkg/controllers/nodeclaim/termination"
@@ -38,7 +39,8 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 	}{
 		"provisioning trigger":  &provisioning.PodTrigger{Reader: kube, Batcher: batcher},
 		"nodeclaim lifecycle":   &lifecycle.Controller{Kube: kube, Cloud: cloud, Recorder: recorder},
-		"nodeclaim termination": &claimtermination.Controller{Kube: kube, Cloud: cloud, Recorder: recorder},
+		"nodeclaim termination": &claimtermination.Controller{Kube: kube, Cloud: cloud, Recorder: recorder, Room: cluster},
+		"nodeclaim expiration":  &expiration.Controller{Kube: kube, Recorder: recorder},
 		"node termination":      &nodetermination.Controller{Kube: kube},
 		"nodepool counter":      &counter.Controller{Kube: kube, Prices: cloud},
 	} {

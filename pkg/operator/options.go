@@ -49,6 +49,12 @@ type Options struct {
 	// VMMemoryOverheadPercent is the share of an instance type's memory the
 	// hypervisor keeps, subtracted before allocatable. Default 0.075.
 	VMMemoryOverheadPercent float64
+	// InterruptionQueue is the SQS queue (name or URL) EventBridge feeds with
+	// spot interruption warnings, rebalance recommendations, scheduled
+	// changes and instance state changes. Empty: no interruption handling.
+	InterruptionQueue string
+	// FeatureGates switch optional behaviours; see FeatureGates.
+	FeatureGates FeatureGates
 }
 
 // leaderElectionID names the Lease the replicas contend for.
@@ -116,6 +122,9 @@ func ParseOptions(args []string, env func(string) string) (Options, error) {
 	fs.StringVar(&o.ClusterEndpoint, "cluster-endpoint", env("CLUSTER_ENDPOINT"), "API server URL new nodes join (env CLUSTER_ENDPOINT)")
 	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", env("CLUSTER_CIDR"), "the cluster's service CIDR, for node DNS (env CLUSTER_CIDR)")
 	fs.Float64Var(&o.VMMemoryOverheadPercent, "vm-memory-overhead-percent", floatEnv("VM_MEMORY_OVERHEAD_PERCENT", 0.075), "share of memory the hypervisor keeps (env VM_MEMORY_OVERHEAD_PERCENT)")
+	fs.StringVar(&o.InterruptionQueue, "interruption-queue", env("INTERRUPTION_QUEUE"), "SQS queue (name or URL) of EC2 interruption events; empty disables interruption handling (env INTERRUPTION_QUEUE)")
+	gates := envOr("FEATURE_GATES", "")
+	fs.StringVar(&gates, "feature-gates", gates, "Name=true|false pairs, comma-separated; known: "+DefaultFeatureGates().String()+" (defaults shown) (env FEATURE_GATES)")
 	fs.StringVar(&o.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info or error (env LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -125,6 +134,11 @@ func ParseOptions(args []string, env func(string) string) (Options, error) {
 		}
 		return Options{}, err
 	}
+	g, err := ParseFeatureGates(gates)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	o.FeatureGates = g
 	if len(errs) > 0 {
 		return Options{}, errors.Join(errs...)
 	}

@@ -20,7 +20,8 @@ func TestParseOptionsDefaults(t *testing.T) {
 	}
 	want := Options{ClusterName: "prod", MetricsAddr: ":8080", HealthProbeAddr: ":8081", LeaderElection: true,
 		LeaderElectionNamespace: "kube-system", BatchIdleDuration: time.Second, BatchMaxDuration: 10 * time.Second, LogLevel: "info",
-		Region: "ap-northeast-2", ClusterEndpoint: "https://api.example", ClusterCIDR: "10.100.0.0/16", VMMemoryOverheadPercent: 0.075}
+		Region: "ap-northeast-2", ClusterEndpoint: "https://api.example", ClusterCIDR: "10.100.0.0/16", VMMemoryOverheadPercent: 0.075,
+		FeatureGates: FeatureGates{DrainOnRebalance: true}}
 	if o != want {
 		t.Errorf("defaults = %+v\nwant       %+v", o, want)
 	}
@@ -30,12 +31,13 @@ func TestParseOptionsEnvAndFlags(t *testing.T) {
 	o, err := ParseOptions(with("--batch-max-duration=20s"), env(map[string]string{
 		"CLUSTER_NAME": "staging", "SYSTEM_NAMESPACE": "nodewright", "BATCH_IDLE_DURATION": "500ms",
 		"BATCH_MAX_DURATION": "5s", "LEADER_ELECT": "false", "LOG_LEVEL": "debug",
+		"INTERRUPTION_QUEUE": "my-cluster-interruptions", "FEATURE_GATES": "DrainOnRebalance=false",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.ClusterName != "staging" || o.LeaderElectionNamespace != "nodewright" || o.BatchIdleDuration != 500*time.Millisecond ||
-		o.LeaderElection || o.LogLevel != "debug" {
+		o.LeaderElection || o.LogLevel != "debug" || o.InterruptionQueue != "my-cluster-interruptions" || o.FeatureGates.DrainOnRebalance {
 		t.Errorf("environment not applied: %+v", o)
 	}
 	if o.BatchMaxDuration != 20*time.Second {
@@ -58,6 +60,9 @@ func TestParseOptionsErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--cluster-name=a"}, nil, "--region (or AWS_REGION) is required"},
 		{with("--cluster-name=a", "--cluster-cidr="), nil, "--cluster-cidr (or CLUSTER_CIDR) is required"},
 		{with("--cluster-name=a", "--vm-memory-overhead-percent=1.5"), nil, "--vm-memory-overhead-percent must be a fraction"},
+		{with("--cluster-name=a", "--feature-gates=DrainOnRebalanse=false"), nil, `--feature-gates: unknown gate "DrainOnRebalanse" (known: DrainOnRebalance)`},
+		{with("--cluster-name=a"), map[string]string{"FEATURE_GATES": "DrainOnRebalance=nope"}, `--feature-gates: DrainOnRebalance="nope": want DrainOnRebalance=true or DrainOnRebalance=false`},
+		{with("--cluster-name=a", "--feature-gates=DrainOnRebalance"), nil, `--feature-gates: DrainOnRebalance="": want`},
 		{with("--cluster-name=a"), map[string]string{"VM_MEMORY_OVERHEAD_PERCENT": "lots"}, `VM_MEMORY_OVERHEAD_PERCENT="lots": not a number`},
 		{with("--cluster-name=a", "--no-such-flag"), nil, "flag provided but not defined: -no-such-flag"},
 	} {
@@ -65,5 +70,21 @@ func TestParseOptionsErrorsNameTheSetting(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%v %v: want error %q, got %v", tc.args, tc.env, tc.msg, err)
 		}
+	}
+}
+
+func TestFeatureGates(t *testing.T) {
+	g, err := ParseFeatureGates(" DrainOnRebalance = false ,")
+	if err != nil || g.DrainOnRebalance {
+		t.Fatalf("DrainOnRebalance=false not applied: %+v %v", g, err)
+	}
+	if got := g.String(); got != "DrainOnRebalance=false" {
+		t.Errorf("String() = %q", got)
+	}
+	if back, err := ParseFeatureGates(g.String()); err != nil || back != g {
+		t.Errorf("String does not parse back: %+v %v", back, err)
+	}
+	if d, _ := ParseFeatureGates(""); d != DefaultFeatureGates() || !d.DrainOnRebalance {
+		t.Errorf("empty gates are not the defaults: %+v", d)
 	}
 }

@@ -57,8 +57,16 @@ func (c *Cluster) ClaimCreated(nc *v1.NodeClaim) {
 
 // Snapshot is the cluster at one moment, in the solver's terms.
 type Snapshot struct {
-	// Pending are the pods kube-scheduler could not place.
+	// Pending are the pods kube-scheduler could not place, followed by the
+	// pods that must move off nodes being deleted (see Reschedulable): room
+	// is planned for those before they are evicted.
 	Pending []*corev1.Pod
+	// Rescheduling counts the pods at the end of Pending that are still
+	// bound to a node being deleted.
+	Rescheduling int
+	// Starting names the nodes that registered but are not initialized
+	// (their claim not Initialized): planned on, but not yet running pods.
+	Starting map[string]bool
 	// Nodes are existing nodes and in-flight NodeClaims, with bound pods.
 	Nodes []scheduling.Node
 	// DaemonSets holds one template pod per DaemonSet.
@@ -85,7 +93,7 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 			return nil, fmt.Errorf("listing %s: %w", what, err)
 		}
 	}
-	s := &Snapshot{Claims: map[string][]*v1.NodeClaim{}, Deleting: map[string][]*v1.NodeClaim{}, VolumeZones: map[types.UID][]string{}}
+	s := &Snapshot{Claims: map[string][]*v1.NodeClaim{}, Deleting: map[string][]*v1.NodeClaim{}, VolumeZones: map[types.UID][]string{}, Starting: map[string]bool{}}
 	byNode := map[string][]*corev1.Pod{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
@@ -97,9 +105,6 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 		case Provisionable(p):
 			s.Pending = append(s.Pending, p)
 		}
-	}
-	if err := c.volumeZones(ctx, s); err != nil {
-		return nil, err
 	}
 	for i := range dss.Items {
 		ds := &dss.Items[i]
@@ -145,7 +150,16 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 			hasNode[nc.Name] = true
 		}
 		if !n.DeletionTimestamp.IsZero() || (nc != nil && !nc.DeletionTimestamp.IsZero()) {
+			for _, p := range byNode[n.Name] {
+				if Reschedulable(p) {
+					s.Pending = append(s.Pending, p)
+					s.Rescheduling++
+				}
+			}
 			continue
+		}
+		if nc != nil && !conditionTrue(nc.Status.Conditions, v1.ConditionTypeInitialized) {
+			s.Starting[n.Name] = true
 		}
 		s.Nodes = append(s.Nodes, nodeView(n, nc, byNode[n.Name]))
 	}
@@ -155,6 +169,9 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 				s.Nodes = append(s.Nodes, inFlightView(nc))
 			}
 		}
+	}
+	if err := c.volumeZones(ctx, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -251,6 +268,45 @@ func inFlightView(nc *v1.NodeClaim) scheduling.Node {
 		}
 	}
 	return scheduling.Node{Name: nc.Name, Labels: labels, Taints: nc.Spec.Taints, Allocatable: alloc, InFlight: true}
+}
+
+// Reschedulable reports whether a pod on a node being deleted will need
+// room elsewhere once evicted: it is running or about to, not already
+// terminating, and a controller (not a DaemonSet, not the kubelet for a
+// static pod) will create it again. A bare pod evicted is gone for good, so
+// no room is planned for it.
+func Reschedulable(p *corev1.Pod) bool {
+	if !p.DeletionTimestamp.IsZero() || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return false
+	}
+	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return false
+	}
+	owner := metav1.GetControllerOf(p)
+	return owner != nil && owner.Kind != "DaemonSet" && owner.Kind != "Node"
+}
+
+// FitsElsewhere reports whether pods would all find room on the cluster's
+// running nodes (initialized, not being deleted, not the node they are on):
+// the replacement for a node being drained is up, so evicting them now moves
+// them once, straight to a node.
+func (c *Cluster) FitsElsewhere(ctx context.Context, pods []*corev1.Pod) (bool, error) {
+	if len(pods) == 0 {
+		return true, nil
+	}
+	snap, err := c.Snapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	var nodes []scheduling.Node
+	for _, n := range snap.Nodes {
+		if !n.InFlight && !snap.Starting[n.Name] {
+			nodes = append(nodes, n)
+		}
+	}
+	plan := scheduling.Solve(scheduling.Input{Pods: pods, Nodes: nodes, DaemonSets: snap.DaemonSets, VolumeZones: snap.VolumeZones},
+		scheduling.Options{SpotRiskWeight: -1})
+	return len(plan.Unschedulable) == 0 && len(plan.NodeClaims) == 0, nil
 }
 
 // Provisionable reports whether a pod is one the provisioner should find

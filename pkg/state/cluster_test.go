@@ -5,8 +5,11 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/test/harness"
@@ -152,5 +155,126 @@ func TestSnapshotSeesInFlightCapacity(t *testing.T) {
 		if n.Name == planned.Name {
 			t.Error("a deleted claim still offers capacity")
 		}
+	}
+}
+
+// The pods of a node being deleted that a controller will recreate are
+// planned for before they are evicted; DaemonSet, bare and finished pods
+// are not. Room for them on running nodes is what lets a replacement-first
+// drain begin, and a node still starting is not running.
+func TestPodsOfDeletingNodesNeedRoom(t *testing.T) {
+	ctx := context.Background()
+	ns := cp.Namespace(t)
+	zone := harness.Name("zone")
+	mkNode := func(name string, initialized bool) (*v1.NodeClaim, *corev1.Node) {
+		nc := &v1.NodeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: harness.Name(name), Labels: map[string]string{v1.NodePoolLabelKey: "p"}, Finalizers: []string{v1.TerminationFinalizer}},
+			Spec: v1.NodeClaimSpec{NodeClassRef: &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"},
+				Requirements: []v1.NodeSelectorRequirementWithMinValues{{Key: v1.NodePoolLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"p"}}}},
+		}
+		if err := cp.Client.Create(ctx, nc); err != nil {
+			t.Fatal(err)
+		}
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nc.Name, Labels: map[string]string{corev1.LabelTopologyZone: zone, v1.NodePoolLabelKey: "p"}},
+			Spec: corev1.NodeSpec{ProviderID: "aws:///" + zone + "/i-" + nc.Name}}
+		if err := cp.Client.Create(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+		node.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourcePods: resource.MustParse("110")}
+		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+		if err := cp.Client.Status().Update(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+		// Admission taints a new node not-ready; a kubelet's Ready node loses it.
+		node.Spec.Taints = nil
+		if err := cp.Client.Update(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+		nc.Status.ProviderID, nc.Status.NodeName = node.Spec.ProviderID, node.Name
+		nc.Status.Conditions = []metav1.Condition{{Type: v1.ConditionTypeLaunched, Status: metav1.ConditionTrue, Reason: "Launched", LastTransitionTime: metav1.Now()}}
+		if initialized {
+			nc.Status.Conditions = append(nc.Status.Conditions, metav1.Condition{Type: v1.ConditionTypeInitialized, Status: metav1.ConditionTrue, Reason: "Initialized", LastTransitionTime: metav1.Now()})
+		}
+		if err := cp.Client.Status().Update(ctx, nc); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cp.Client.Delete(ctx, node)
+			nc.Finalizers = nil
+			_ = cp.Client.Update(ctx, nc)
+			_ = cp.Client.Delete(ctx, nc)
+		})
+		return nc, node
+	}
+	leaving, leavingNode := mkNode("leaving", true)
+	staying, stayingNode := mkNode("staying", false)
+	pod := func(name, node, cpu, ownerKind string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.PodSpec{NodeName: node, NodeSelector: map[string]string{corev1.LabelTopologyZone: zone},
+				Containers: []corev1.Container{{Name: "c", Image: "i", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}}}}}}
+		if ownerKind != "" {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: ownerKind, Name: "owner", UID: "0000-" + types.UID(name), Controller: ptr.To(true)}}
+		}
+		if err := cp.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	web := pod("web", leavingNode.Name, "1", "ReplicaSet")
+	pod("agent", leavingNode.Name, "100m", "DaemonSet")
+	pod("bare", leavingNode.Name, "100m", "")
+	done := pod("done", leavingNode.Name, "100m", "Job")
+	done.Status.Phase = corev1.PodSucceeded
+	if err := cp.Client.Status().Update(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	pod("resident", stayingNode.Name, "1", "ReplicaSet")
+	if err := cp.Client.Delete(ctx, leaving); err != nil {
+		t.Fatal(err)
+	}
+
+	cluster := NewCluster(cp.Client)
+	snap, err := cluster.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ours []string
+	for _, p := range snap.Pending {
+		if p.Namespace == ns {
+			ours = append(ours, p.Name)
+		}
+	}
+	if len(ours) != 1 || ours[0] != "web" || snap.Rescheduling < 1 {
+		t.Errorf("pods needing room: %v (rescheduling %d), want only web", ours, snap.Rescheduling)
+	}
+	for _, n := range snap.Nodes {
+		if n.Name == leavingNode.Name {
+			t.Error("the deleting node still offers capacity")
+		}
+	}
+	if !snap.Starting[stayingNode.Name] {
+		t.Error("a node whose claim is not initialized is not reported starting")
+	}
+	fits := func() bool {
+		ok, err := cluster.FitsElsewhere(ctx, []*corev1.Pod{web})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if fits() {
+		t.Error("room counted on a node still starting")
+	}
+	meta.SetStatusCondition(&staying.Status.Conditions, metav1.Condition{Type: v1.ConditionTypeInitialized, Status: metav1.ConditionTrue, Reason: "Initialized"})
+	if err := cp.Client.Status().Update(ctx, staying); err != nil {
+		t.Fatal(err)
+	}
+	if !fits() {
+		t.Error("no room found on the running node with 3 CPUs free")
+	}
+	big := web.DeepCopy()
+	big.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("3500m")
+	if ok, err := cluster.FitsElsewhere(ctx, []*corev1.Pod{big}); err != nil || ok {
+		t.Errorf("3.5 CPUs fit next to the resident's 1 of 4: %v %v", ok, err)
 	}
 }

@@ -35,6 +35,11 @@ type Options struct {
 	// BatchIdle and BatchMax are the provisioning batch windows; default
 	// 1s and 10s as in production.
 	BatchIdle, BatchMax time.Duration
+	// InterruptionQueue, when set, is created in the simulator, fed with its
+	// EventBridge events and read by nodewright.
+	InterruptionQueue string
+	// FeatureGates overrides gates ("Name=false"); default the defaults.
+	FeatureGates string
 }
 
 // Env is a running environment.
@@ -79,11 +84,20 @@ func Start(ctx context.Context, cp *harness.ControlPlane, opts Options) (*Env, e
 	if max == 0 {
 		max = 10 * time.Second
 	}
+	gates, err := operator.ParseFeatureGates(opts.FeatureGates)
+	if err != nil {
+		return fail(err)
+	}
+	if q := opts.InterruptionQueue; q != "" {
+		sim.CreateQueue(q)
+		sim.RouteEventsTo(q)
+	}
 	op, err := operator.New(cp.Config, operator.Options{
 		ClusterName: ClusterName, MetricsAddr: "0", HealthProbeAddr: "0", LeaderElection: false,
 		BatchIdleDuration: idle, BatchMaxDuration: max, LogLevel: "info", LogWriter: logs,
 		Region: Region, AWSEndpoint: sim.URL, ClusterEndpoint: cp.Config.Host, ClusterCIDR: "10.100.0.0/16",
 		VMMemoryOverheadPercent: catalog.DefaultVMMemoryOverheadPercent,
+		InterruptionQueue:       opts.InterruptionQueue, FeatureGates: gates,
 	})
 	if err != nil {
 		return fail(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
 
@@ -44,6 +45,8 @@ type Clients struct {
 	Pricing *pricing.Client
 	// SSM reads the public parameters that name the EKS-optimized AMIs.
 	SSM *ssm.Client
+	// SQS reads the interruption queue.
+	SQS *sqs.Client
 }
 
 // NewClients loads the AWS configuration and builds the clients.
@@ -87,5 +90,6 @@ func NewClients(ctx context.Context, o ClientOptions) (*Clients, error) {
 			endpoint(&opts.BaseEndpoint)
 		}),
 		SSM: ssm.NewFromConfig(cfg, func(opts *ssm.Options) { endpoint(&opts.BaseEndpoint) }),
+		SQS: sqs.NewFromConfig(cfg, func(opts *sqs.Options) { endpoint(&opts.BaseEndpoint) }),
 	}, nil
 }

@@ -236,6 +236,9 @@ func TestSpotOutOfCapacityFallsBackToOnDemand(t *testing.T) {
 	if !strings.Contains(err.Error(), "InsufficientInstanceCapacity") {
 		t.Errorf("the error does not say which pools failed: %v", err)
 	}
+	if code := cloudprovider.ErrorCode(err); code != "InsufficientInstanceCapacity" {
+		t.Errorf("the error carries code %q, want EC2's InsufficientInstanceCapacity", code)
+	}
 	if n := len(e.sim.Instances()); n != 0 {
 		t.Errorf("%d instances launched for a spot-only claim without spot capacity", n)
 	}

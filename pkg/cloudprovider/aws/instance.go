@@ -107,27 +107,31 @@ func (p *CloudProvider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.No
 // offerings the previous ones found out of capacity.
 func (p *CloudProvider) launch(ctx context.Context, claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, reqs requirements.Requirements, c *catalog.Catalog, settings catalog.NodeSettings) (ec2types.Instance, error) {
 	var capacityErrs []string
+	lastCode := cloudprovider.NoOfferingAvailable
 	for range maxFleetAttempts {
 		plan, err := p.planFleet(claim, nc, reqs, c, settings)
 		if err != nil {
 			if len(capacityErrs) > 0 {
 				err = fmt.Errorf("%w (after %s)", err, strings.Join(capacityErrs, "; "))
 			}
-			return ec2types.Instance{}, &cloudprovider.InsufficientCapacityError{Err: fmt.Errorf("NodeClaim %s: %w", claim.Name, err)}
+			return ec2types.Instance{}, &cloudprovider.InsufficientCapacityError{Code: lastCode, Err: fmt.Errorf("NodeClaim %s: %w", claim.Name, err)}
 		}
 		out, err := p.createFleet(ctx, claim, nc, plan)
 		if err != nil {
 			return ec2types.Instance{}, err
 		}
 		var other []string
+		otherCode := ""
 		marked := 0
 		for _, e := range out.Errors {
 			code, message := aws.ToString(e.ErrorCode), aws.ToString(e.ErrorMessage)
 			o, ok := plan.find(e.LaunchTemplateAndOverrides)
 			if !capacityErrorCodes[code] || !ok {
 				other = append(other, code+": "+message)
+				otherCode = cmp.Or(otherCode, code)
 				continue
 			}
+			lastCode = code
 			capacityType := cmp.Or(string(e.Lifecycle), plan.capacityType)
 			c.Unavailable.MarkUnavailable(o.instanceType.Name, o.zone, capacityType)
 			marked++
@@ -144,10 +148,10 @@ func (p *CloudProvider) launch(ctx context.Context, claim *v1.NodeClaim, nc *aws
 			if len(other) == 0 {
 				other = []string{"no instance and no error"}
 			}
-			return ec2types.Instance{}, fmt.Errorf("creating fleet for NodeClaim %s: %s", claim.Name, strings.Join(other, "; "))
+			return ec2types.Instance{}, &cloudprovider.LaunchError{Code: otherCode, Err: fmt.Errorf("creating fleet for NodeClaim %s: %s", claim.Name, strings.Join(other, "; "))}
 		}
 	}
-	return ec2types.Instance{}, &cloudprovider.InsufficientCapacityError{Err: fmt.Errorf("NodeClaim %s: %d fleets launched nothing: %s", claim.Name, maxFleetAttempts, strings.Join(capacityErrs, "; "))}
+	return ec2types.Instance{}, &cloudprovider.InsufficientCapacityError{Code: lastCode, Err: fmt.Errorf("NodeClaim %s: %d fleets launched nothing: %s", claim.Name, maxFleetAttempts, strings.Join(capacityErrs, "; "))}
 }
 
 // fleetPlan is one CreateFleet request: a capacity type and the pools to

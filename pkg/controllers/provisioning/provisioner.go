@@ -106,7 +106,7 @@ func (p *Provisioner) Provision(ctx context.Context) (*Result, error) {
 	metrics.SchedulingDuration.Observe(time.Since(start).Seconds())
 	metrics.PodsPending.WithLabelValues("provisioned").Set(float64(plan.Placed()))
 	metrics.PodsPending.WithLabelValues("fits_nowhere").Set(float64(len(plan.Unschedulable)))
-	logger.Info("planned", "pending", len(snap.Pending), "onExisting", placedExisting(plan), "newNodeClaims", len(plan.NodeClaims),
+	logger.Info("planned", "pending", len(snap.Pending)-snap.Rescheduling, "rescheduling", snap.Rescheduling, "onExisting", placedExisting(plan), "newNodeClaims", len(plan.NodeClaims),
 		"unschedulable", len(plan.Unschedulable), "pricePerHour", round(plan.Cost()), "duration", time.Since(start).String())
 
 	var errs []error

@@ -54,9 +54,18 @@ func (r *PodTrigger) SetupWithManager(mgr ctrl.Manager) error {
 	// A NodeClaim deleted (no capacity, never registered, its node gone)
 	// leaves pods that planned on it waiting: plan again now, not at the
 	// next recheck.
-	claimGone := handler.Funcs{DeleteFunc: func(context.Context, event.TypedDeleteEvent[client.Object], workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		r.Batcher.Trigger()
-	}}
+	// A NodeClaim starting to be deleted (disrupted) has pods that need room
+	// elsewhere before they are evicted: plan it now.
+	claimGone := handler.Funcs{
+		DeleteFunc: func(context.Context, event.TypedDeleteEvent[client.Object], workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.Batcher.Trigger()
+		},
+		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero() {
+				r.Batcher.Trigger()
+			}
+		},
+	}
 	return ctrl.NewControllerManagedBy(mgr).Named("provisioning.pods").
 		For(&corev1.Pod{}, builder.WithPredicates(pending)).
 		Watches(&v1.NodeClaim{}, claimGone).

@@ -53,7 +53,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer f.Close()
-	if e, err = env.Start(ctx, cp, env.Options{Logs: f}); err != nil {
+	if e, err = env.Start(ctx, cp, env.Options{Logs: f, InterruptionQueue: interruptionQueue}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

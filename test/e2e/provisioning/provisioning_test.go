@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -241,24 +240,7 @@ func onlyClaim(ctx context.Context, pool string) (*v1.NodeClaim, error) {
 // would scrape them from nodewright's registry.
 func metricSum(t *testing.T, name, pool string) float64 {
 	t.Helper()
-	families, err := crmetrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "nodepool" && l.GetValue() == pool {
-					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return sum
+	return metricWith(t, name, map[string]string{"nodepool": pool})
 }
 
 // orphans returns live instances of the pool with no NodeClaim.
@@ -648,6 +630,10 @@ func TestClaimOfVanishedInstanceIsDeleted(t *testing.T) {
 	ns := cp.Namespace(t)
 	np := seedPool(t, "batch-vanish")
 	createPool(t, np)
+	// No EventBridge notice of the termination: garbage collection alone
+	// must notice.
+	e.Sim.RouteEventsTo("")
+	t.Cleanup(func() { e.Sim.RouteEventsTo(interruptionQueue) })
 	// Instances stay pending: no Node will register, so only garbage
 	// collection can notice the instance is gone.
 	e.Sim.SetLaunchDelay(time.Hour)

@@ -106,7 +106,7 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 	launched, err := c.Cloud.Create(ctx, nc)
 	switch {
 	case cloudprovider.IsInsufficientCapacity(err):
-		metrics.LaunchFailures.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], "insufficient_capacity").Inc()
+		metrics.LaunchFailures.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], "insufficient_capacity", errorCode(err)).Inc()
 		c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "InsufficientCapacity", "Launch", "No offering had capacity, deleting the NodeClaim: %v", err)
 		logger.Info("insufficient capacity, deleting nodeclaim", "error", err.Error())
 		if err := c.Kube.Delete(ctx, nc); client.IgnoreNotFound(err) != nil {
@@ -114,10 +114,10 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 		}
 		return ctrl.Result{}, nil
 	case cloudprovider.IsNodeClassNotReady(err):
-		metrics.LaunchFailures.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], "nodeclass_not_ready").Inc()
+		metrics.LaunchFailures.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], "nodeclass_not_ready", errorCode(err)).Inc()
 		return ctrl.Result{RequeueAfter: 10 * time.Second}, c.setCondition(ctx, nc, v1.ConditionTypeLaunched, metav1.ConditionFalse, "NodeClassNotReady", err.Error())
 	case err != nil:
-		metrics.LaunchFailures.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], "error").Inc()
+		metrics.LaunchFailures.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], "error", errorCode(err)).Inc()
 		c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "LaunchFailed", "Launch", "Launching failed: %v", err)
 		return ctrl.Result{}, fmt.Errorf("launching nodeclaim %s: %w", nc.Name, err)
 	}
@@ -356,4 +356,13 @@ func (c *Controller) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1.NodeClaim{}).
 		Watches(&corev1.Node{}, byProvider).
 		Complete(c)
+}
+
+// errorCode is the cloud's error code for the launch failure metric, or
+// "unknown" (a timeout, a network error).
+func errorCode(err error) string {
+	if code := cloudprovider.ErrorCode(err); code != "" {
+		return code
+	}
+	return "unknown"
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +32,7 @@ import (
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/pkg/metrics"
+	"github.com/nodewright/nodewright/pkg/state"
 )
 
 // Recorder emits Kubernetes events.
@@ -44,13 +46,28 @@ type Terminator interface {
 	Delete(ctx context.Context, claim *v1.NodeClaim) error
 }
 
+// Room tells whether pods would have room on other running nodes.
+type Room interface {
+	FitsElsewhere(ctx context.Context, pods []*corev1.Pod) (bool, error)
+}
+
 // Controller drains and terminates deleted NodeClaims.
 type Controller struct {
 	Kube     client.Client
 	Cloud    Terminator
 	Recorder Recorder
+	// Room, when set, lets a claim with a drain-by time (a disruption that
+	// launches the replacement first) hold its drain until its pods have
+	// room elsewhere. Without it such claims drain at once.
+	Room Room
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+
+	// draining remembers the claims (by UID) whose replacement-first wait
+	// ended, so evictions that free room elsewhere for some pods do not
+	// make the rest wait again. Lost on restart: the wait is then re-checked,
+	// which only delays the drain until the drain-by time.
+	draining sync.Map
 }
 
 // requeue is how soon a blocked drain (a PDB, a do-not-disrupt pod, pods
@@ -88,6 +105,9 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if err := c.taint(ctx, node); err != nil {
 			return ctrl.Result{}, err
 		}
+		if wait, err := c.waitForReplacement(ctx, nc, node); err != nil || wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, err
+		}
 		left, err := c.drain(ctx, nc, node)
 		if err != nil {
 			return ctrl.Result{}, err
@@ -122,6 +142,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := c.Kube.Patch(ctx, nc, patch); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("removing finalizer of nodeclaim %s: %w", nc.Name, err)
 	}
+	c.draining.Delete(nc.UID)
 	metrics.NodeClaimsTerminated.WithLabelValues(nc.Labels[v1.NodePoolLabelKey]).Inc()
 	logger.Info("terminated", "providerID", nc.Status.ProviderID, "node", nc.Status.NodeName)
 	return ctrl.Result{}, nil
@@ -154,6 +175,49 @@ func (c *Controller) taint(ctx context.Context, node *corev1.Node) error {
 		return fmt.Errorf("tainting node %s disrupted: %w", node.Name, err)
 	}
 	return nil
+}
+
+// waitForReplacement holds the drain of a claim disrupted replacement-first
+// (it has a drain-by time still ahead) while its pods have no room on other
+// running nodes: the provisioner has planned their room already, and
+// evicting them before it is up would leave them pending for a node's boot.
+// It returns how long to wait before looking again, 0 to drain now.
+func (c *Controller) waitForReplacement(ctx context.Context, nc *v1.NodeClaim, node *corev1.Node) (time.Duration, error) {
+	by, ok := controllers.DrainBy(nc)
+	if !ok || c.Room == nil {
+		return 0, nil
+	}
+	if _, started := c.draining.Load(nc.UID); started {
+		return 0, nil
+	}
+	logger := log.FromContext(ctx).WithValues("nodeclaim", nc.Name, "node", node.Name)
+	left := by.Sub(c.now())
+	if left <= 0 {
+		logger.Info("draining: replacement not ready by the drain-by time", "drainBy", by)
+		c.draining.Store(nc.UID, true)
+		return 0, nil
+	}
+	var pods corev1.PodList
+	if err := c.Kube.List(ctx, &pods, client.MatchingFields{controllers.PodNodeName: node.Name}); err != nil {
+		return 0, fmt.Errorf("listing pods of node %s: %w", node.Name, err)
+	}
+	var moving []*corev1.Pod
+	for i := range pods.Items {
+		if p := &pods.Items[i]; mustLeave(p) && state.Reschedulable(p) {
+			moving = append(moving, p)
+		}
+	}
+	fits, err := c.Room.FitsElsewhere(ctx, moving)
+	if err != nil {
+		return 0, fmt.Errorf("checking room for the pods of node %s: %w", node.Name, err)
+	}
+	if fits {
+		logger.Info("draining: the pods have room on running nodes", "pods", len(moving), "drainBy", by)
+		c.draining.Store(nc.UID, true)
+		return 0, nil
+	}
+	logger.V(1).Info("waiting for replacement capacity before draining", "pods", len(moving), "drainBy", by)
+	return min(requeue, left), nil
 }
 
 // drain evicts what should leave the node and returns how many pods are

@@ -1,0 +1,204 @@
+package aws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/nodewright/nodewright/pkg/cloudprovider"
+)
+
+// InterruptionQueue reads the SQS queue that EventBridge rules feed with
+// EC2's notices about the cluster's instances: spot interruption warnings,
+// rebalance recommendations, instance state changes and AWS Health
+// scheduled changes. The queue is the user's (the install guide names the
+// rules); nodewright only receives and deletes.
+type InterruptionQueue struct {
+	client *sqs.Client
+	name   string
+	// wait is the long-poll wait per Receive; SQS allows at most 20 s.
+	wait int32
+
+	mu  sync.Mutex
+	url string
+}
+
+// NewInterruptionQueue reads the queue named name (a name, or a queue URL).
+func NewInterruptionQueue(client *sqs.Client, name string) *InterruptionQueue {
+	q := &InterruptionQueue{client: client, name: name, wait: 20}
+	if strings.HasPrefix(name, "https://") || strings.HasPrefix(name, "http://") {
+		q.url = name
+	}
+	return q
+}
+
+// Name is the queue's name as configured.
+func (q *InterruptionQueue) Name() string { return q.name }
+
+// queueURL resolves the queue's URL once; a failure is retried on the next
+// call, so a queue created after nodewright started is found.
+func (q *InterruptionQueue) queueURL(ctx context.Context) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.url != "" {
+		return q.url, nil
+	}
+	out, err := q.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(q.name)})
+	if err != nil {
+		return "", fmt.Errorf("finding interruption queue %q: %w", q.name, err)
+	}
+	q.url = aws.ToString(out.QueueUrl)
+	return q.url, nil
+}
+
+// Receive long-polls for up to ten messages and reads each. A message that
+// cannot be read comes back as an UnknownInterruption carrying its body, so
+// the caller can log and delete it instead of receiving it forever.
+func (q *InterruptionQueue) Receive(ctx context.Context) ([]cloudprovider.Interruption, error) {
+	url, err := q.queueURL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := q.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: q.wait,
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameSentTimestamp},
+	})
+	if err != nil {
+		var missing *sqstypes.QueueDoesNotExist
+		if errors.As(err, &missing) {
+			// Forget the URL: the queue may be recreated under the same name.
+			q.mu.Lock()
+			if q.url != q.name {
+				q.url = ""
+			}
+			q.mu.Unlock()
+		}
+		return nil, fmt.Errorf("receiving from interruption queue %q: %w", q.name, err)
+	}
+	msgs := make([]cloudprovider.Interruption, 0, len(out.Messages))
+	for _, m := range out.Messages {
+		in := ParseInterruption(aws.ToString(m.Body))
+		in.ID, in.Handle = aws.ToString(m.MessageId), aws.ToString(m.ReceiptHandle)
+		msgs = append(msgs, in)
+	}
+	return msgs, nil
+}
+
+// Delete removes a handled message from the queue.
+func (q *InterruptionQueue) Delete(ctx context.Context, m cloudprovider.Interruption) error {
+	url, err := q.queueURL(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := q.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: aws.String(m.Handle)}); err != nil {
+		return fmt.Errorf("deleting message %s from interruption queue %q: %w", m.ID, q.name, err)
+	}
+	return nil
+}
+
+// eventBridgeEvent is the envelope EventBridge delivers to SQS.
+type eventBridgeEvent struct {
+	ID         string          `json:"id"`
+	DetailType string          `json:"detail-type"`
+	Source     string          `json:"source"`
+	Time       time.Time       `json:"time"`
+	Resources  []string        `json:"resources"`
+	Detail     json.RawMessage `json:"detail"`
+}
+
+// The detail-types of the notices nodewright acts on, as EventBridge names
+// them.
+const (
+	detailSpotInterruption = "EC2 Spot Instance Interruption Warning"
+	detailRebalance        = "EC2 Instance Rebalance Recommendation"
+	detailStateChange      = "EC2 Instance State-change Notification"
+	detailHealth           = "AWS Health Event"
+)
+
+// spotNotice is how long EC2 gives between a spot interruption warning and
+// reclaiming the instance.
+const spotNotice = 2 * time.Minute
+
+// ParseInterruption reads one EventBridge event. Anything it cannot read, or
+// an event of a kind nodewright does not act on, is an UnknownInterruption
+// whose Detail says why (with the body cut to 512 bytes).
+func ParseInterruption(body string) cloudprovider.Interruption {
+	unknown := func(why string) cloudprovider.Interruption {
+		if len(body) > 512 {
+			body = body[:512] + "..."
+		}
+		return cloudprovider.Interruption{Kind: cloudprovider.UnknownInterruption, Detail: why + ": " + body}
+	}
+	var ev eventBridgeEvent
+	if err := json.Unmarshal([]byte(body), &ev); err != nil {
+		return unknown("not an EventBridge event (" + err.Error() + ")")
+	}
+	in := cloudprovider.Interruption{SentAt: ev.Time}
+	switch {
+	case ev.Source == "aws.ec2" && (ev.DetailType == detailSpotInterruption || ev.DetailType == detailRebalance || ev.DetailType == detailStateChange):
+		var d struct {
+			InstanceID string `json:"instance-id"`
+			State      string `json:"state"`
+			Action     string `json:"instance-action"`
+		}
+		if err := json.Unmarshal(ev.Detail, &d); err != nil || d.InstanceID == "" {
+			return unknown(ev.DetailType + " without detail.instance-id")
+		}
+		in.InstanceIDs = []string{d.InstanceID}
+		switch ev.DetailType {
+		case detailSpotInterruption:
+			in.Kind, in.Detail = cloudprovider.SpotInterruption, "instance-action "+d.Action
+			if !ev.Time.IsZero() {
+				in.TerminatesAt = ev.Time.Add(spotNotice)
+			}
+		case detailRebalance:
+			in.Kind = cloudprovider.RebalanceRecommendation
+		default:
+			if d.State == "" {
+				return unknown(ev.DetailType + " without detail.state")
+			}
+			in.Kind, in.State, in.Detail = cloudprovider.StateChange, d.State, "state "+d.State
+		}
+	case ev.Source == "aws.health" && ev.DetailType == detailHealth:
+		var d struct {
+			Service           string `json:"service"`
+			EventTypeCode     string `json:"eventTypeCode"`
+			EventTypeCategory string `json:"eventTypeCategory"`
+			StartTime         string `json:"startTime"`
+			AffectedEntities  []struct {
+				EntityValue string `json:"entityValue"`
+			} `json:"affectedEntities"`
+		}
+		if err := json.Unmarshal(ev.Detail, &d); err != nil {
+			return unknown("AWS Health Event with unreadable detail (" + err.Error() + ")")
+		}
+		if d.Service != "EC2" || d.EventTypeCategory != "scheduledChange" {
+			return unknown(fmt.Sprintf("AWS Health Event of service %q category %q", d.Service, d.EventTypeCategory))
+		}
+		for _, e := range d.AffectedEntities {
+			if strings.HasPrefix(e.EntityValue, "i-") {
+				in.InstanceIDs = append(in.InstanceIDs, e.EntityValue)
+			}
+		}
+		if len(in.InstanceIDs) == 0 {
+			return unknown("AWS Health Event naming no instance")
+		}
+		in.Kind, in.Detail = cloudprovider.ScheduledChange, d.EventTypeCode
+		if t, err := time.Parse(time.RFC1123, d.StartTime); err == nil {
+			in.TerminatesAt = t.UTC()
+		} else if t, err := time.Parse(time.RFC3339, d.StartTime); err == nil {
+			in.TerminatesAt = t.UTC()
+		}
+	default:
+		return unknown(fmt.Sprintf("event %q from %q", ev.DetailType, ev.Source))
+	}
+	return in
+}

@@ -1,0 +1,234 @@
+// Package interruption acts on the cloud's notices about instances before
+// the cloud acts on them: a spot instance about to be reclaimed, a spot
+// pool at risk (rebalance recommendation), scheduled maintenance, an
+// instance stopping or shutting down. The NodeClaim is disrupted with its
+// replacement launched first: termination cordons the node at once and
+// evicts its pods as soon as they have room elsewhere, or when the notice's
+// time runs short, whichever is first. A reclaimed spot offering is kept out
+// of new launches for a while, so the replacement lands elsewhere.
+package interruption
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/cloudprovider"
+	"github.com/nodewright/nodewright/pkg/controllers"
+	"github.com/nodewright/nodewright/pkg/metrics"
+)
+
+// Queue is the cloud's interruption queue.
+type Queue interface {
+	// Receive waits (long polls) for the next messages.
+	Receive(ctx context.Context) ([]cloudprovider.Interruption, error)
+	// Delete removes a handled message.
+	Delete(ctx context.Context, m cloudprovider.Interruption) error
+}
+
+// Offerings takes an offering out of new launches for a while.
+type Offerings interface {
+	MarkUnavailable(instanceType, zone, capacityType string)
+}
+
+// Recorder emits Kubernetes events.
+type Recorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// Controller reads the queue and disrupts the NodeClaims it names.
+type Controller struct {
+	Kube     client.Client
+	Queue    Queue
+	Recorder Recorder
+	// Offerings, when set, is told of reclaimed spot offerings.
+	Offerings Offerings
+	// DrainOnRebalance disrupts a spot node on a rebalance recommendation;
+	// off, the recommendation is only an event on the node.
+	DrainOnRebalance bool
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// DrainAllowance is the time kept at the end of a notice for the drain
+// itself: the replacement-first wait ends this long before the instance
+// goes, so pods with a 30 s grace period still stop cleanly on a spot node.
+const DrainAllowance = 60 * time.Second
+
+// MaxReplaceWait bounds the replacement-first wait for notices far ahead
+// (maintenance days away) or without a time (rebalance recommendations).
+const MaxReplaceWait = 5 * time.Minute
+
+// NeedLeaderElection keeps one replica reading the queue.
+func (c *Controller) NeedLeaderElection() bool { return true }
+
+// Start receives and handles messages until ctx ends. Receive errors back off
+// from 1 s to 1 minute; a message whose handling failed is not deleted, so
+// the queue delivers it again after its visibility timeout.
+func (c *Controller) Start(ctx context.Context) error {
+	logger := log.FromContext(ctx).WithName("interruption")
+	ctx = log.IntoContext(ctx, logger)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		msgs, err := c.Queue.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			logger.Error(err, "receiving interruption messages", "retryIn", backoff.String())
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+			continue
+		}
+		backoff = time.Second
+		for _, m := range msgs {
+			if err := c.Handle(ctx, m); err != nil {
+				logger.Error(err, "handling interruption message", "message", m.ID, "kind", m.Kind)
+				continue
+			}
+			if err := c.Queue.Delete(ctx, m); err != nil {
+				logger.Error(err, "deleting handled interruption message", "message", m.ID)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Controller) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Handle acts on one message. Messages about instances nodewright does not
+// manage are handled by doing nothing.
+func (c *Controller) Handle(ctx context.Context, m cloudprovider.Interruption) error {
+	logger := log.FromContext(ctx).WithValues("message", m.ID, "kind", m.Kind)
+	metrics.InterruptionMessages.WithLabelValues(string(m.Kind)).Inc()
+	now := c.now()
+	if !m.SentAt.IsZero() {
+		metrics.InterruptionMessageAge.Observe(max(now.Sub(m.SentAt), 0).Seconds())
+	}
+	if m.Kind == cloudprovider.UnknownInterruption {
+		logger.Info("ignoring interruption message", "detail", m.Detail)
+		return nil
+	}
+	for _, id := range m.InstanceIDs {
+		var claims v1.NodeClaimList
+		if err := c.Kube.List(ctx, &claims, client.MatchingFields{controllers.NodeClaimInstanceID: id}); err != nil {
+			return fmt.Errorf("finding the nodeclaim of instance %s: %w", id, err)
+		}
+		for i := range claims.Items {
+			if err := c.act(ctx, m, &claims.Items[i], now); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// act disrupts one claim as the message asks.
+func (c *Controller) act(ctx context.Context, m cloudprovider.Interruption, nc *v1.NodeClaim, now time.Time) error {
+	logger := log.FromContext(ctx).WithValues("message", m.ID, "kind", m.Kind, "nodeclaim", nc.Name,
+		"node", nc.Status.NodeName, "providerID", nc.Status.ProviderID)
+	var (
+		reason, eventReason string
+		drainBy             time.Time
+	)
+	switch m.Kind {
+	case cloudprovider.SpotInterruption:
+		reason, eventReason = "spot_interrupted", "SpotInterrupted"
+		if c.Offerings != nil {
+			it, zone := nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone]
+			if it != "" && zone != "" {
+				c.Offerings.MarkUnavailable(it, zone, v1.CapacityTypeSpot)
+			}
+		}
+		drainBy = deadline(now, m.TerminatesAt)
+	case cloudprovider.ScheduledChange:
+		reason, eventReason = "scheduled_change", "ScheduledChange"
+		drainBy = deadline(now, m.TerminatesAt)
+	case cloudprovider.RebalanceRecommendation:
+		if !c.DrainOnRebalance {
+			c.event(nc, corev1.EventTypeNormal, "RebalanceRecommendation", "EC2 recommends moving off this spot instance; the DrainOnRebalance feature gate is off, so it stays")
+			logger.Info("rebalance recommended, not acting (DrainOnRebalance off)")
+			return nil
+		}
+		reason, eventReason = "rebalance_recommended", "RebalanceRecommendation"
+		drainBy = now.Add(MaxReplaceWait)
+	case cloudprovider.StateChange:
+		switch m.State {
+		case "stopping", "stopped", "shutting-down", "terminated":
+		default:
+			return nil
+		}
+		// The instance is going now: nothing to wait for.
+		reason, eventReason = "instance_"+stateLabel(m.State), "InstanceStateChange"
+	default:
+		return nil
+	}
+	disrupted, err := controllers.Disrupt(ctx, c.Kube, nc, reason, drainBy)
+	if err != nil {
+		return err
+	}
+	if !disrupted {
+		logger.V(1).Info("nodeclaim already being deleted")
+		return nil
+	}
+	note := fmt.Sprintf("Disrupting: %s (%s)", reason, m.Detail)
+	if !drainBy.IsZero() {
+		note += fmt.Sprintf("; replacement first, draining by %s at the latest", drainBy.UTC().Format(time.RFC3339))
+	}
+	c.event(nc, corev1.EventTypeWarning, eventReason, note)
+	logger.Info("disrupting nodeclaim", "nodepool", nc.Labels[v1.NodePoolLabelKey], "reason", reason, "detail", m.Detail,
+		"terminatesAt", m.TerminatesAt, "drainBy", drainBy)
+	return nil
+}
+
+// deadline is when the replacement-first wait ends for a notice whose
+// instance goes at terminatesAt: DrainAllowance before it, but no later than
+// MaxReplaceWait from now, and never in the past.
+func deadline(now, terminatesAt time.Time) time.Time {
+	by := now.Add(MaxReplaceWait)
+	if !terminatesAt.IsZero() && terminatesAt.Add(-DrainAllowance).Before(by) {
+		by = terminatesAt.Add(-DrainAllowance)
+	}
+	if by.Before(now) {
+		return now
+	}
+	return by
+}
+
+// stateLabel keeps metric label values to [a-z_].
+func stateLabel(s string) string {
+	out := []byte(s)
+	for i, b := range out {
+		if b == '-' {
+			out[i] = '_'
+		}
+	}
+	return string(out)
+}
+
+// event reports on the claim and, when it has one, its node, where people
+// look first.
+func (c *Controller) event(nc *v1.NodeClaim, typ, reason, note string) {
+	c.Recorder.Eventf(nc, nil, typ, reason, "Interruption", "%s", note)
+	if nc.Status.NodeName != "" {
+		// Kubernetes refers to nodes in events by name as UID, as the kubelet does.
+		node := &corev1.Node{}
+		node.Name, node.UID = nc.Status.NodeName, types.UID(nc.Status.NodeName)
+		c.Recorder.Eventf(node, nil, typ, reason, "Interruption", "%s", note)
+	}
+}
