@@ -169,7 +169,8 @@ func TestDefaultValuesInstall(t *testing.T) {
 		t.Fatalf("the controller refuses the chart's environment: %v", err)
 	}
 	if opts.ClusterName != "my-cluster" || opts.Region != "ap-northeast-2" || !opts.LeaderElection || opts.ClusterCIDR != "10.100.0.0/16" ||
-		opts.LeaderElectionNamespace != ns || opts.MetricsAddr != ":8080" || opts.HealthProbeAddr != ":8081" {
+		opts.LeaderElectionNamespace != ns || opts.MetricsAddr != ":8080" || opts.HealthProbeAddr != ":8081" ||
+		opts.InterruptionQueue != "" || opts.FeatureGates != operator.DefaultFeatureGates() {
 		t.Errorf("options from the chart's environment: %+v", opts)
 	}
 
@@ -206,7 +207,7 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 	objs := render(t, ns, "replicas=3", "logLevel=debug", "awsEndpoint=https://vpce.example",
 		`serviceAccount.annotations.eks\.amazonaws\.com/role-arn=arn:aws:iam::111122223333:role/nodewright`,
 		"image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-		"metrics.serviceMonitor.enabled=true")
+		"metrics.serviceMonitor.enabled=true", "interruptionQueue=my-cluster-interruptions", "featureGates.DrainOnRebalance=false")
 	var kept []*unstructured.Unstructured
 	sawMonitor := false
 	for _, o := range objs {
@@ -233,6 +234,14 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 	}
 	if *dep.Spec.Replicas != 3 || env["LOG_LEVEL"] != "debug" || env["AWS_ENDPOINT_URL"] != "https://vpce.example" || !strings.Contains(c.Image, "@sha256:") {
 		t.Errorf("values not applied: replicas %d env %v image %s", *dep.Spec.Replicas, env, c.Image)
+	}
+	env["SYSTEM_NAMESPACE"] = ns
+	opts, err := operator.ParseOptions(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("the controller refuses the chart's environment: %v", err)
+	}
+	if opts.InterruptionQueue != "my-cluster-interruptions" || opts.FeatureGates.DrainOnRebalance {
+		t.Errorf("interruptionQueue or featureGates not passed on: queue %q gates %s", opts.InterruptionQueue, opts.FeatureGates)
 	}
 	sa := &corev1.ServiceAccount{}
 	if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "nodewright"}, sa); err != nil {

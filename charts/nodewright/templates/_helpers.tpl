@@ -18,3 +18,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
 {{- end -}}
+
+{{/* featureGates as the controller's --feature-gates: Name=true,Other=false, sorted by name. */}}
+{{- define "nodewright.featureGates" -}}
+{{- $gates := list -}}
+{{- range $name, $on := .Values.featureGates -}}
+{{- $gates = append $gates (printf "%s=%v" $name $on) -}}
+{{- end -}}
+{{- join "," $gates -}}
+{{- end -}}
