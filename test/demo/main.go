@@ -29,6 +29,7 @@ import (
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
+	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/test/env"
 	"github.com/nodewright/nodewright/test/fixtures"
 	"github.com/nodewright/nodewright/test/harness"
@@ -66,7 +67,7 @@ func run(ctx context.Context, keep bool) error {
 		return err
 	}
 	defer logFile.Close()
-	e, err := env.Start(ctx, cp, env.Options{Logs: logFile})
+	e, err := env.Start(ctx, cp, env.Options{Logs: logFile, InterruptionQueue: "my-cluster-interruptions"})
 	if err != nil {
 		return err
 	}
@@ -113,7 +114,7 @@ func run(ctx context.Context, keep bool) error {
 		}
 	}
 
-	step("Submitting the seed batch Job: 100 completions, 10 at a time, 2 CPU / 4Gi each, spot only")
+	step("Submitting the seed batch Job: 100 completions, 10 at a time, 2 CPU / 4Gi each, spot only;\n    a third of the way in, EC2 reclaims one spot node (a 2-minute warning through EventBridge and SQS)")
 	ns := "demo"
 	if err := cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: objectMeta(ns)}); err != nil {
 		return fmt.Errorf("creating namespace: %w", err)
@@ -121,13 +122,13 @@ func run(ctx context.Context, keep bool) error {
 	if err := apply(ctx, cp, fixtures.BatchJob, ns); err != nil {
 		return err
 	}
-	if err := follow(ctx, cp, ns, "data-processing-job"); err != nil {
+	if err := follow(ctx, cp, ns, "data-processing-job", e.Sim.Interrupt); err != nil {
 		return err
 	}
 	if err := printTable(ctx, cp, schema.GroupVersionResource{Group: "karpenter.sh", Version: "v1", Resource: "nodeclaims"}, ""); err != nil {
 		return err
 	}
-	fmt.Println("  The nodes stay until consolidation (the next milestone) removes empty ones.")
+	fmt.Println("  The interrupted node is gone and its replacement runs in another spot pool (the decision is in nodewright's log:\n  grep disrupting). The other nodes stay until consolidation (a later milestone) removes empty ones.")
 
 	if keep {
 		step("Cluster left running. In another terminal:")
@@ -161,8 +162,9 @@ func waitNodeClassReady(ctx context.Context, cp *harness.ControlPlane) error {
 }
 
 // follow prints the Job's progress and what nodewright does for it until
-// the Job completes, then the cost.
-func follow(ctx context.Context, cp *harness.ControlPlane, ns, name string) error {
+// the Job completes, then the cost. A third of the way in it has EC2
+// interrupt one spot node (interrupt takes an instance id).
+func follow(ctx context.Context, cp *harness.ControlPlane, ns, name string, interrupt func(string) error) error {
 	snap, err := catalog.EmbeddedSnapshot()
 	if err != nil {
 		return err
@@ -178,7 +180,8 @@ func follow(ctx context.Context, cp *harness.ControlPlane, ns, name string) erro
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	seen := map[string]bool{}
+	seen, disrupted := map[string]bool{}, map[string]bool{}
+	interrupted := false
 	nodeHours, lastTick := 0.0, time.Now()
 	last := ""
 	for {
@@ -219,6 +222,25 @@ func follow(ctx context.Context, cp *harness.ControlPlane, ns, name string) erro
 			}
 			if meta.IsStatusConditionTrue(nc.Status.Conditions, v1.ConditionTypeReady) {
 				ready++
+			}
+			if reason := nc.Annotations[controllers.DisruptionReasonAnnotation]; reason != "" && !disrupted[nc.Name] {
+				disrupted[nc.Name] = true
+				fmt.Printf("  %5.1fs  nodeclaim/%s disrupted (%s): node cordoned, replacement launching, pods move once it is up\n",
+					time.Since(start).Seconds(), nc.Name, reason)
+			}
+		}
+		if !interrupted && job.Status.Succeeded*3 >= *job.Spec.Completions {
+			for i := range claims.Items {
+				nc := &claims.Items[i]
+				if nc.Labels[v1.CapacityTypeLabelKey] == v1.CapacityTypeSpot && meta.IsStatusConditionTrue(nc.Status.Conditions, v1.ConditionTypeReady) {
+					id := nc.Status.ProviderID[strings.LastIndex(nc.Status.ProviderID, "/")+1:]
+					if err := interrupt(id); err != nil {
+						return err
+					}
+					interrupted = true
+					fmt.Printf("  %5.1fs  EC2: spot interruption warning for %s (nodeclaim/%s), reclaimed in 2 minutes\n", time.Since(start).Seconds(), id, nc.Name)
+					break
+				}
 			}
 		}
 		nodeHours += perHour * time.Since(lastTick).Hours()
