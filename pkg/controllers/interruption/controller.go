@@ -11,6 +11,7 @@ package interruption
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -174,7 +175,8 @@ func (c *Controller) act(ctx context.Context, m cloudprovider.Interruption, nc *
 			return nil
 		}
 		// The instance is going now: nothing to wait for.
-		reason, eventReason = "instance_"+stateLabel(m.State), "InstanceStateChange"
+		// Metric label values keep to [a-z_]: shutting-down is shutting_down.
+		reason, eventReason = "instance_"+strings.ReplaceAll(m.State, "-", "_"), "InstanceStateChange"
 	default:
 		return nil
 	}
@@ -208,17 +210,6 @@ func deadline(now, terminatesAt time.Time) time.Time {
 		return now
 	}
 	return by
-}
-
-// stateLabel keeps metric label values to [a-z_].
-func stateLabel(s string) string {
-	out := []byte(s)
-	for i, b := range out {
-		if b == '-' {
-			out[i] = '_'
-		}
-	}
-	return string(out)
 }
 
 // event reports on the claim and, when it has one, its node, where people
