@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 )
 
 func TestNillableDurationRoundTrip(t *testing.T) {
@@ -38,12 +41,23 @@ func TestNillableDurationRoundTrip(t *testing.T) {
 	}
 }
 
-func TestNillableDurationRejectsGarbage(t *testing.T) {
-	for _, in := range []string{`"soon"`, `30`, `"1d"`} {
+// Garbage decodes (an informer must not fail on one stored object) into a
+// value whose Err names the problem, and is written back unchanged.
+func TestNillableDurationGarbageDecodesInvalid(t *testing.T) {
+	for _, in := range []string{`"soon"`, `30`, `"1d"`, `"9999999h"`} {
 		var d NillableDuration
-		if err := json.Unmarshal([]byte(in), &d); err == nil {
-			t.Errorf("%s was accepted", in)
+		if err := json.Unmarshal([]byte(in), &d); err != nil {
+			t.Errorf("%s: decoding failed: %v", in, err)
+			continue
 		}
+		if d.Err() == nil || d.Duration != nil || d.IsNever() || d.IsZero() {
+			t.Errorf("%s: decoded as valid: %+v", in, d)
+		}
+	}
+	var d NillableDuration
+	_ = json.Unmarshal([]byte(`"9999999h"`), &d)
+	if out, _ := json.Marshal(d); string(out) != `"9999999h"` {
+		t.Errorf("an invalid value is written back as %s", out)
 	}
 }
 
@@ -59,5 +73,58 @@ func TestUnsetDurationIsOmitted(t *testing.T) {
 	b, err = json.Marshal(NodeClaimSpec{ExpireAfter: MustParseNillableDuration("Never")})
 	if err != nil || !strings.Contains(string(b), `"expireAfter":"Never"`) {
 		t.Errorf("Never is not sent: %s %v", b, err)
+	}
+}
+
+// The largest duration Go holds decodes; one hour more does not.
+func TestDurationBounds(t *testing.T) {
+	for in, ok := range map[string]bool{`"2562047h"`: true, `"2562048h"`: false, `"1h30m"`: true, `"90"`: false} {
+		var d Duration
+		if err := json.Unmarshal([]byte(in), &d); err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if (d.Err() == nil) != ok {
+			t.Errorf("%s: Err = %v, want valid %v", in, d.Err(), ok)
+		}
+		if out, _ := json.Marshal(d); string(out) != in {
+			t.Errorf("%s written back as %s", in, out)
+		}
+	}
+}
+
+// A NodePool list with one NodePool whose durations overflow decodes whole,
+// through the same codec the informer uses, and the bad pool names each bad
+// field. Mutation tried: NillableDuration.UnmarshalJSON returning the parse
+// error (the code before this test) makes the whole list fail to decode with
+// "invalid duration", which is what blinded the controller to every NodePool.
+func TestNodePoolListWithAnOverflowingDurationDecodes(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	list := `{"apiVersion":"karpenter.sh/v1","kind":"NodePoolList","metadata":{},"items":[
+	 {"apiVersion":"karpenter.sh/v1","kind":"NodePool","metadata":{"name":"good"},"spec":{"template":{"spec":{"expireAfter":"720h","requirements":[],"nodeClassRef":{"group":"karpenter.k8s.aws","kind":"EC2NodeClass","name":"default"}}},"disruption":{"consolidateAfter":"0s"}}},
+	 {"apiVersion":"karpenter.sh/v1","kind":"NodePool","metadata":{"name":"bad"},"spec":{"template":{"spec":{"expireAfter":"9999999h","terminationGracePeriod":"99999999999h","requirements":[],"nodeClassRef":{"group":"karpenter.k8s.aws","kind":"EC2NodeClass","name":"default"}}},
+	  "disruption":{"consolidateAfter":"3000000h","budgets":[{"nodes":"10%","schedule":"@daily","duration":"9999999h"}]}}}]}`
+	obj, _, err := serializer.NewCodecFactory(scheme).UniversalDeserializer().Decode([]byte(list), nil, nil)
+	if err != nil {
+		t.Fatalf("one bad NodePool fails the whole list: %v", err)
+	}
+	pools := obj.(*NodePoolList).Items
+	if len(pools) != 2 {
+		t.Fatalf("decoded %d pools", len(pools))
+	}
+	if err := pools[0].DurationErrors(); err != nil {
+		t.Errorf("good pool: %v", err)
+	}
+	if d := pools[0].Spec.Template.Spec.ExpireAfter.Duration; d == nil || *d != 720*time.Hour {
+		t.Errorf("good pool's expireAfter = %v", d)
+	}
+	err = pools[1].DurationErrors()
+	for _, field := range []string{"spec.template.spec.expireAfter", "spec.template.spec.terminationGracePeriod",
+		"spec.disruption.consolidateAfter", "spec.disruption.budgets[0].duration"} {
+		if err == nil || !strings.Contains(err.Error(), field+`: "`) {
+			t.Errorf("bad pool's errors do not name %s: %v", field, err)
+		}
 	}
 }

@@ -42,7 +42,9 @@ type NodeClaimSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(s|m|h))+$`
 	// +kubebuilder:validation:Type="string"
 	// +optional
-	TerminationGracePeriod *metav1.Duration `json:"terminationGracePeriod,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must be a duration Go can hold (at most 2562047h)"
+	// +kubebuilder:validation:Schemaless
+	TerminationGracePeriod *Duration `json:"terminationGracePeriod,omitempty"`
 	// ExpireAfter is the duration the controller will wait before terminating a
 	// node, measured from when the node is created. "Never" disables expiry.
 	// +kubebuilder:default:="720h"
@@ -50,6 +52,7 @@ type NodeClaimSpec struct {
 	// +kubebuilder:validation:Type="string"
 	// +kubebuilder:validation:Schemaless
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == 'Never' || duration(self) >= duration('0s')",message="must be a duration Go can hold (at most 2562047h) or Never"
 	ExpireAfter NillableDuration `json:"expireAfter,omitempty,omitzero"`
 }
 

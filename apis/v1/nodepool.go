@@ -51,6 +51,7 @@ type Disruption struct {
 	// +kubebuilder:validation:Type="string"
 	// +kubebuilder:validation:Schemaless
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == 'Never' || duration(self) >= duration('0s')",message="must be a duration Go can hold (at most 2562047h) or Never"
 	ConsolidateAfter NillableDuration `json:"consolidateAfter,omitempty,omitzero"`
 	// ConsolidationPolicy describes which nodes nodewright can disrupt through its
 	// consolidation algorithm: only empty ones, or empty and underutilized ones.
@@ -96,7 +97,9 @@ type Budget struct {
 	// +kubebuilder:validation:Pattern=`^((([0-9]+(h|m))|([0-9]+h[0-9]+m))(0s)?)$`
 	// +kubebuilder:validation:Type="string"
 	// +optional
-	Duration *metav1.Duration `json:"duration,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must be a duration Go can hold (at most 2562047h)"
+	// +kubebuilder:validation:Schemaless
+	Duration *Duration `json:"duration,omitempty"`
 }
 
 // ConsolidationPolicy chooses which nodes consolidation may remove.
@@ -185,7 +188,9 @@ type NodeClaimTemplateSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(s|m|h))+$`
 	// +kubebuilder:validation:Type="string"
 	// +optional
-	TerminationGracePeriod *metav1.Duration `json:"terminationGracePeriod,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must be a duration Go can hold (at most 2562047h)"
+	// +kubebuilder:validation:Schemaless
+	TerminationGracePeriod *Duration `json:"terminationGracePeriod,omitempty"`
 	// ExpireAfter is the duration the controller will wait before terminating a
 	// node, measured from when the node is created.
 	// +kubebuilder:default:="720h"
@@ -193,6 +198,7 @@ type NodeClaimTemplateSpec struct {
 	// +kubebuilder:validation:Type="string"
 	// +kubebuilder:validation:Schemaless
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == 'Never' || duration(self) >= duration('0s')",message="must be a duration Go can hold (at most 2562047h) or Never"
 	ExpireAfter NillableDuration `json:"expireAfter,omitempty,omitzero"`
 }
 

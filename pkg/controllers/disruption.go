@@ -25,15 +25,36 @@ const (
 	DrainByAnnotation = "nodewright.io/drain-by"
 )
 
+// Outcome is what Disrupt did to a claim.
+type Outcome int
+
+// Outcomes of Disrupt.
+const (
+	// Unchanged: the claim was already going, at least as soon as asked, or
+	// is gone.
+	Unchanged Outcome = iota
+	// Disrupted: the claim was annotated and deleted.
+	Disrupted
+	// Hastened: the claim was already deleting with a later drain-by time,
+	// which now says the earlier one.
+	Hastened
+)
+
 // Disrupt deletes a NodeClaim for reason, recording the reason (and, when
 // drainBy is set, the latest time to start draining) on it first so that
-// termination and people can see why. A claim already being deleted is left
-// alone and reported as not disrupted. The decision is counted in
+// termination and people can see why. The decision is counted in
 // nodewright_disruption_decisions_total: "replace" when the drain waits for
 // a replacement, "delete" when it starts at once.
-func Disrupt(ctx context.Context, kube client.Client, nc *v1.NodeClaim, reason string, drainBy time.Time) (bool, error) {
+//
+// A claim already being deleted is not deleted twice, but a newer notice may
+// be more urgent than the one that started the deletion: a spot warning
+// (two minutes) after a rebalance recommendation or expiry (five). Its
+// drain-by time then moves earlier, never later; a zero drainBy (the
+// instance is going now) moves it to now. The reason annotation keeps the
+// first reason, which the metrics counted.
+func Disrupt(ctx context.Context, kube client.Client, nc *v1.NodeClaim, reason string, drainBy time.Time, now time.Time) (Outcome, error) {
 	if !nc.DeletionTimestamp.IsZero() {
-		return false, nil
+		return hasten(ctx, kube, nc, reason, drainBy, now)
 	}
 	patch := client.MergeFromWithOptions(nc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if nc.Annotations == nil {
@@ -47,18 +68,45 @@ func Disrupt(ctx context.Context, kube client.Client, nc *v1.NodeClaim, reason s
 	}
 	if err := kube.Patch(ctx, nc, patch); err != nil {
 		if apierrors.IsNotFound(err) {
-			return false, nil
+			return Unchanged, nil
 		}
-		return false, fmt.Errorf("annotating nodeclaim %s with disruption reason %s: %w", nc.Name, reason, err)
+		return Unchanged, fmt.Errorf("annotating nodeclaim %s with disruption reason %s: %w", nc.Name, reason, err)
 	}
 	if err := kube.Delete(ctx, nc); err != nil {
 		if apierrors.IsNotFound(err) {
-			return false, nil
+			return Unchanged, nil
 		}
-		return false, fmt.Errorf("deleting nodeclaim %s (%s): %w", nc.Name, reason, err)
+		return Unchanged, fmt.Errorf("deleting nodeclaim %s (%s): %w", nc.Name, reason, err)
 	}
 	metrics.DisruptionDecisions.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], reason, decision).Inc()
-	return true, nil
+	return Disrupted, nil
+}
+
+// hasten moves a deleting claim's drain-by time earlier. A claim without
+// one drains at once already. The patch carries the resourceVersion, so a
+// concurrent change (termination's own progress) makes it fail and the
+// caller retry rather than overwrite.
+func hasten(ctx context.Context, kube client.Client, nc *v1.NodeClaim, reason string, drainBy, now time.Time) (Outcome, error) {
+	current, ok := DrainBy(nc)
+	if !ok {
+		return Unchanged, nil
+	}
+	if drainBy.IsZero() || drainBy.Before(now) {
+		drainBy = now
+	}
+	drainBy = drainBy.UTC().Truncate(time.Second) // RFC 3339 as written keeps whole seconds
+	if !drainBy.Before(current) {
+		return Unchanged, nil
+	}
+	patch := client.MergeFromWithOptions(nc.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	nc.Annotations[DrainByAnnotation] = drainBy.Format(time.RFC3339)
+	if err := kube.Patch(ctx, nc, patch); err != nil {
+		if apierrors.IsNotFound(err) {
+			return Unchanged, nil
+		}
+		return Unchanged, fmt.Errorf("moving the drain of nodeclaim %s earlier for %s: %w", nc.Name, reason, err)
+	}
+	return Hastened, nil
 }
 
 // DrainBy reads a claim's DrainByAnnotation; ok is false when it has none

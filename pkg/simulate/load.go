@@ -133,6 +133,9 @@ func (in *Input) add(d document, meta metav1.TypeMeta) error {
 		if err := decode(np); err != nil {
 			return err
 		}
+		if err := np.DurationErrors(); err != nil {
+			return d.errorf(err, "NodePool %s", np.Name)
+		}
 		in.NodePools = append(in.NodePools, np)
 	case meta.Kind == "EC2NodeClass" && meta.APIVersion == awsv1.SchemeGroupVersion.String():
 		nc := &awsv1.EC2NodeClass{}

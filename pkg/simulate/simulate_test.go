@@ -162,6 +162,16 @@ metadata:
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: c}
+---
+apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: overflow}
+spec:
+  template:
+    spec:
+      expireAfter: 9999999h
+      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
+      requirements: []
 `
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bad.yaml")
@@ -177,6 +187,8 @@ metadata: {name: c}
 		path + ":17: Pod: ", `unknown field "resourcez"`,
 		path + ":23: ",
 		path + ":25: v1 ConfigMap: not a NodePool",
+		// The apiserver refuses it (CEL); decoding alone no longer does.
+		path + `:29: NodePool overflow: spec.template.spec.expireAfter: "9999999h" is not a duration`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("errors lack %q:\n%s", want, msg)

@@ -180,12 +180,19 @@ func (c *Controller) act(ctx context.Context, m cloudprovider.Interruption, nc *
 	default:
 		return nil
 	}
-	disrupted, err := controllers.Disrupt(ctx, c.Kube, nc, reason, drainBy)
+	outcome, err := controllers.Disrupt(ctx, c.Kube, nc, reason, drainBy, now)
 	if err != nil {
 		return err
 	}
-	if !disrupted {
-		logger.V(1).Info("nodeclaim already being deleted")
+	switch outcome {
+	case controllers.Unchanged:
+		logger.V(1).Info("nodeclaim already being deleted, draining no later than asked")
+		return nil
+	case controllers.Hastened:
+		by, _ := controllers.DrainBy(nc)
+		c.event(nc, corev1.EventTypeWarning, eventReason, fmt.Sprintf("%s (%s) while already being deleted; draining by %s at the latest",
+			reason, m.Detail, by.UTC().Format(time.RFC3339)))
+		logger.Info("moved the drain of a deleting nodeclaim earlier", "reason", reason, "drainBy", by)
 		return nil
 	}
 	note := fmt.Sprintf("Disrupting: %s (%s)", reason, m.Detail)

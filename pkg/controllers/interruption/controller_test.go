@@ -350,3 +350,61 @@ type failingList struct{ client.Client }
 func (failingList) List(context.Context, client.ObjectList, ...client.ListOption) error {
 	return errors.New("apiserver unavailable")
 }
+
+// A spot warning that finds the claim already deleting for a rebalance
+// recommendation pulls its drain earlier; a later, less urgent notice never
+// pushes it back; an instance shutting down pulls it to now. Mutation tried:
+// Disrupt returning Unchanged for every deleting claim (the code before this
+// test) fails here with the drain still five minutes out.
+func TestNewerNoticeMovesTheDrainEarlier(t *testing.T) {
+	ctx := context.Background()
+	c, rec, _ := newController(true)
+	nc := launchedClaim(t, "hasten-pool")
+	id := controllers.InstanceID(nc.Status.ProviderID)
+	if err := c.Handle(ctx, cloudprovider.Interruption{ID: "r", Kind: cloudprovider.RebalanceRecommendation, InstanceIDs: []string{id}}); err != nil {
+		t.Fatal(err)
+	}
+	if by, _ := controllers.DrainBy(get(t, nc)); !by.Equal(now.Add(MaxReplaceWait)) {
+		t.Fatalf("rebalance: drain by %v, want %v", by, now.Add(MaxReplaceWait))
+	}
+	before := decisions("hasten-pool", "spot_interrupted", "replace")
+	sent := now.Add(-30 * time.Second)
+	if err := c.Handle(ctx, cloudprovider.Interruption{ID: "s", Kind: cloudprovider.SpotInterruption, InstanceIDs: []string{id},
+		SentAt: sent, TerminatesAt: sent.Add(2 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	got := get(t, nc)
+	if by, _ := controllers.DrainBy(got); !by.Equal(sent.Add(time.Minute)) {
+		t.Errorf("after the spot warning: drain by %v, want %v (a minute before the instance goes)", by, sent.Add(time.Minute))
+	}
+	if got.Annotations[controllers.DisruptionReasonAnnotation] != "rebalance_recommended" {
+		t.Errorf("the first reason must stay (the metrics counted it): %v", got.Annotations)
+	}
+	if d := decisions("hasten-pool", "spot_interrupted", "replace") - before; d != 0 {
+		t.Errorf("a hastened drain counted as a new decision: %v", d)
+	}
+	if !strings.Contains(rec.reasons(), "*v1.NodeClaim:SpotInterrupted") {
+		t.Errorf("no event for the hastened drain: %s", rec.reasons())
+	}
+
+	// A later rebalance recommendation or scheduled change asks for later: ignored.
+	for _, m := range []cloudprovider.Interruption{
+		{ID: "r2", Kind: cloudprovider.RebalanceRecommendation, InstanceIDs: []string{id}},
+		{ID: "m", Kind: cloudprovider.ScheduledChange, InstanceIDs: []string{id}, TerminatesAt: now.Add(72 * time.Hour)},
+	} {
+		if err := c.Handle(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if by, _ := controllers.DrainBy(get(t, nc)); !by.Equal(sent.Add(time.Minute)) {
+		t.Errorf("a less urgent notice moved the drain to %v", by)
+	}
+
+	// The instance is shutting down: drain now.
+	if err := c.Handle(ctx, cloudprovider.Interruption{ID: "x", Kind: cloudprovider.StateChange, State: "shutting-down", InstanceIDs: []string{id}}); err != nil {
+		t.Fatal(err)
+	}
+	if by, _ := controllers.DrainBy(get(t, nc)); !by.Equal(now.Truncate(time.Second)) {
+		t.Errorf("shutting down: drain by %v, want now (%v)", by, now)
+	}
+}

@@ -535,7 +535,7 @@ func TestDoNotDisruptHoldsUntilTerminationGracePeriod(t *testing.T) {
 	ns := cp.Namespace(t)
 	np := seedPool(t, "batch-tgp")
 	grace := 15 * time.Second
-	np.Spec.Template.Spec.TerminationGracePeriod = &metav1.Duration{Duration: grace}
+	np.Spec.Template.Spec.TerminationGracePeriod = v1.NewDuration(grace)
 	createPool(t, np)
 	pod := podOnPool(ns, "precious", np.Name)
 	pod.Annotations = map[string]string{v1.DoNotDisruptAnnotationKey: "true"}

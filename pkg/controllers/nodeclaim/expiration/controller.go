@@ -50,8 +50,18 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := c.Kube.Get(ctx, req.NamespacedName, nc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !nc.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	if err := nc.Spec.ExpireAfter.Err(); err != nil {
+		// Stored before the CRD refused it; expiring at an arbitrary time
+		// would be worse than not at all.
+		c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "InvalidExpireAfter", "Disrupt", "Not expiring this NodeClaim: spec.expireAfter: %v", err)
+		log.FromContext(ctx).Info("not expiring nodeclaim with an invalid expireAfter", "nodeclaim", nc.Name, "error", err.Error())
+		return ctrl.Result{}, nil
+	}
 	d := nc.Spec.ExpireAfter.Duration
-	if !nc.DeletionTimestamp.IsZero() || d == nil {
+	if d == nil {
 		return ctrl.Result{}, nil
 	}
 	expiry := nc.CreationTimestamp.Add(*d)
@@ -59,8 +69,8 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if now.Before(expiry) {
 		return ctrl.Result{RequeueAfter: expiry.Sub(now)}, nil
 	}
-	disrupted, err := controllers.Disrupt(ctx, c.Kube, nc, "expired", now.Add(MaxReplaceWait))
-	if err != nil || !disrupted {
+	outcome, err := controllers.Disrupt(ctx, c.Kube, nc, "expired", now.Add(MaxReplaceWait), now)
+	if err != nil || outcome != controllers.Disrupted {
 		return ctrl.Result{}, err
 	}
 	c.Recorder.Eventf(nc, nil, corev1.EventTypeNormal, "Expired", "Disrupt",

@@ -329,7 +329,9 @@ func (c *Controller) setCondition(ctx context.Context, nc *v1.NodeClaim, t, reas
 // since its deletion: then nothing holds the instance any more.
 func (c *Controller) expired(nc *v1.NodeClaim) bool {
 	tgp := nc.Spec.TerminationGracePeriod
-	return tgp != nil && c.now().After(nc.DeletionTimestamp.Add(tgp.Duration))
+	// An invalid stored value (refused by the CRD since) bounds nothing: the
+	// drain honours PDBs and do-not-disrupt as if it were unset.
+	return tgp != nil && tgp.Err() == nil && c.now().After(nc.DeletionTimestamp.Add(tgp.Duration))
 }
 
 func (c *Controller) now() time.Time {
