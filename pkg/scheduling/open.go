@@ -235,12 +235,44 @@ func (s *solver) finish() {
 		for _, r := range n.reqs {
 			reqs.Add(r)
 		}
+		claim.Labels = resolveLabels(p, reqs)
 		reqs.Add(requirements.MustNew(v1.LabelInstanceTypeStable, corev1.NodeSelectorOpIn, names...))
 		reqs.Add(requirements.MustNew(v1.LabelTopologyZone, corev1.NodeSelectorOpIn, keys(zones)...))
 		reqs.Add(requirements.MustNew(v1.CapacityTypeLabelKey, corev1.NodeSelectorOpIn, keys(cts)...))
 		claim.Requirements = reqs
 		s.plan.NodeClaims = append(s.plan.NodeClaims, claim)
 	}
+}
+
+// resolveLabels picks, for each custom key the node must carry a value of
+// (In with several values, Exists, Gt, Lt), one value every pod planned on
+// the node accepts, and narrows reqs to it. The claim carries these labels and
+// the Node gets them through the API once it registers: nothing else would
+// give the node the key (the kubelet does not set a key from a set of values,
+// and may not set some domains at all), so a pod requiring it would stay
+// pending while every round launched another node. Keys the instance answers
+// for (catalog keys), the pool's template labels and keys that may be absent
+// are left as they are.
+func resolveLabels(p *poolState, reqs requirements.Requirements) map[string]string {
+	labels := map[string]string{}
+	for _, key := range reqs.Keys() {
+		r := reqs[key]
+		if catalog.CatalogKeys[key] || key == v1.NodePoolLabelKey || key == v1.LabelHostname || r.AllowsAbsent() {
+			continue
+		}
+		if _, ok := p.Labels[key]; ok {
+			continue
+		}
+		v, ok := r.Any()
+		if !ok {
+			continue
+		}
+		labels[key] = v
+		// minValues on a custom key has no instance types to count; a
+		// single value would fail the NodeClaim's own validation.
+		reqs[key] = requirements.MustNew(key, corev1.NodeSelectorOpIn, v)
+	}
+	return labels
 }
 
 func (s *solver) cheapestOffering(c catalog.Candidate) catalog.Offering {

@@ -86,6 +86,9 @@ type NodeClaimPlan struct {
 	// Requirements of the claim: the pool's and the pods', narrowed to the
 	// chosen zones, capacity types and instance types.
 	Requirements requirements.Requirements
+	// Labels are the values chosen for the custom keys the node must carry
+	// (see resolveLabels); Requirements are narrowed to them.
+	Labels map[string]string
 	// InstanceTypes can all hold the pods, cheapest first: the launch tries them
 	// in order when capacity runs out.
 	InstanceTypes []catalog.Candidate

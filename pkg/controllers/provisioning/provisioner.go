@@ -150,6 +150,13 @@ func (p *Provisioner) nodePools(ctx context.Context, snap *state.Snapshot) ([]sc
 			// Static pools keep their replica count; they do not provision for pods.
 			continue
 		}
+		if err := np.DurationErrors(); err != nil {
+			// Stored before the CRD refused such values: its claims would
+			// carry a duration nothing can honour.
+			logger.Info("skipping nodepool with an invalid duration", "nodepool", np.Name, "error", err.Error())
+			p.recorder.Eventf(np, nil, corev1.EventTypeWarning, "InvalidNodePool", "Provision", "Not provisioning from this NodePool until it is fixed: %v", err)
+			continue
+		}
 		cat, settings, err := p.cloud.Catalog(ctx, np)
 		if err != nil {
 			if cloudprovider.IsNodeClassNotReady(err) {
@@ -224,6 +231,11 @@ func (p *Provisioner) createNodeClaim(ctx context.Context, c *scheduling.NodeCla
 	tmpl := np.Spec.Template
 	labels := map[string]string{v1.NodePoolLabelKey: np.Name}
 	for k, v := range tmpl.Labels {
+		labels[k] = v
+	}
+	// The values the plan chose for the pool's custom keys: the lifecycle
+	// controller puts them on the Node when it registers.
+	for k, v := range c.Labels {
 		labels[k] = v
 	}
 	annotations := map[string]string{}

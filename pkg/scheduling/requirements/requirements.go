@@ -203,6 +203,38 @@ func (r *Requirement) String() string {
 	return b.String()
 }
 
+// Any returns one value a node's label may take to satisfy r, chosen
+// without randomness so that a plan is repeatable: the smallest listed value
+// of In; for an open set (Exists, NotIn with Exists, Gt, Lt) the smallest
+// integer it allows, counting up from 0 or from its lower bound. ok is false
+// when no value is allowed.
+func (r *Requirement) Any() (string, bool) {
+	if !r.complement {
+		if r.values.Len() == 0 {
+			return "", false
+		}
+		return r.Values()[0], true
+	}
+	from := int64(0)
+	switch {
+	case r.greaterThan != nil:
+		from = *r.greaterThan + 1
+	case r.lessThan != nil && *r.lessThan <= 0:
+		from = *r.lessThan - 1 - int64(r.values.Len())
+	}
+	// At most len(values)+1 candidates are needed: each excluded value
+	// rules out one.
+	for v, n := from, 0; n <= r.values.Len(); v, n = v+1, n+1 {
+		if r.lessThan != nil && v >= *r.lessThan {
+			break
+		}
+		if s := strconv.FormatInt(v, 10); r.Has(s) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
 // Requirements are requirements on distinct keys, all of which must hold.
 type Requirements map[string]*Requirement
 

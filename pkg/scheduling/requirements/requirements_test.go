@@ -110,3 +110,35 @@ func TestNodeSelectorRequirementsRoundTrip(t *testing.T) {
 }
 
 func ptrInt(n int) *int { return &n }
+
+// Any picks a value the requirement allows, the same every time, or says
+// there is none.
+func TestAny(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		reqs []*Requirement
+		want string
+		ok   bool
+	}{
+		{"In picks the smallest", []*Requirement{MustNew("k", corev1.NodeSelectorOpIn, "b", "a")}, "a", true},
+		{"Exists", []*Requirement{MustNew("k", corev1.NodeSelectorOpExists)}, "0", true},
+		{"Exists NotIn", []*Requirement{MustNew("k", corev1.NodeSelectorOpExists), MustNew("k", corev1.NodeSelectorOpNotIn, "0", "1")}, "2", true},
+		{"Gt", []*Requirement{MustNew("k", corev1.NodeSelectorOpGt, "7")}, "8", true},
+		{"Gt Lt NotIn", []*Requirement{MustNew("k", corev1.NodeSelectorOpGt, "7"), MustNew("k", corev1.NodeSelectorOpLt, "10"), MustNew("k", corev1.NodeSelectorOpNotIn, "8")}, "9", true},
+		{"Lt negative", []*Requirement{MustNew("k", corev1.NodeSelectorOpLt, "-3")}, "-4", true},
+		{"Gt Lt empty", []*Requirement{MustNew("k", corev1.NodeSelectorOpGt, "7"), MustNew("k", corev1.NodeSelectorOpLt, "9"), MustNew("k", corev1.NodeSelectorOpNotIn, "8")}, "", false},
+		{"In emptied", []*Requirement{MustNew("k", corev1.NodeSelectorOpIn, "a"), MustNew("k", corev1.NodeSelectorOpNotIn, "a")}, "", false},
+	} {
+		rs := Requirements{}
+		for _, r := range tc.reqs {
+			rs.Add(r)
+		}
+		got, ok := rs["k"].Any()
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%s: Any() = %q, %v; want %q, %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+		if ok && !rs["k"].Has(got) {
+			t.Errorf("%s: %q is not allowed by %s", tc.name, got, rs["k"])
+		}
+	}
+}

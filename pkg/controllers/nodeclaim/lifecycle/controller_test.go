@@ -59,7 +59,9 @@ func launchedClaim(t *testing.T, launchedAt time.Time) *v1.NodeClaim {
 	t.Helper()
 	ctx := context.Background()
 	nc := &v1.NodeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: harness.Name("claim"), Labels: map[string]string{v1.NodePoolLabelKey: "pool", "team": "a"}},
+		ObjectMeta: metav1.ObjectMeta{Name: harness.Name("claim"), Labels: map[string]string{v1.NodePoolLabelKey: "pool", "team": "a",
+			// The kubelet may not set this domain: only the API can.
+			"node-restriction.kubernetes.io/zone-group": "west"}},
 		Spec: v1.NodeClaimSpec{
 			NodeClassRef:  &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"},
 			Requirements:  []v1.NodeSelectorRequirementWithMinValues{{Key: v1.NodePoolLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"pool"}}},
@@ -116,7 +118,7 @@ func TestRegistrationAndInitialization(t *testing.T) {
 	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(node), node); err != nil {
 		t.Fatal(err)
 	}
-	if node.Labels["team"] != "a" || node.Labels[v1.NodeRegisteredLabelKey] != "true" {
+	if node.Labels["team"] != "a" || node.Labels["node-restriction.kubernetes.io/zone-group"] != "west" || node.Labels[v1.NodeRegisteredLabelKey] != "true" {
 		t.Errorf("node labels %v lack the claim's and registered", node.Labels)
 	}
 	keys := map[string]bool{}
