@@ -6,7 +6,7 @@ GO_TEST_FLAGS ?=
 # Two cores: one package's control plane at a time keeps the suite steady.
 GO_TEST_P ?= 1
 
-.PHONY: all tools generate verify lint test unit demo clean help
+.PHONY: all tools iam-tools generate verify lint test unit demo clean help
 
 all: verify test
 
@@ -15,6 +15,16 @@ help: ## List targets.
 
 tools: ## Build the pinned control-plane binaries, kwok and controller-gen into bin/ (cached).
 	@hack/build-tools.sh
+
+# The IAM policy evaluator the end-to-end suites check the chart's policy with
+# (test/iam): a Node.js package pinned by its lockfile, a test-time tool only.
+IAM_EVALUATOR := test/iam/node_modules/.package-lock.json
+
+iam-tools: $(IAM_EVALUATOR) ## Install the IAM policy evaluator into test/iam (npm ci; needs node >= 20).
+
+$(IAM_EVALUATOR): test/iam/package.json test/iam/package-lock.json
+	npm ci --prefix test/iam --no-audit --no-fund
+	@touch $@
 
 generate: tools ## Regenerate deepcopy code and CRDs from apis/.
 	$(BIN)/controller-gen object paths=./apis/...
@@ -30,13 +40,13 @@ lint: ## gofmt and go vet.
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 
-test: tools ## Unit and control-plane tests (builds the tools when missing).
+test: tools iam-tools ## Unit and control-plane tests (builds the tools when missing).
 	@hack/test.sh -p $(GO_TEST_P) $(GO_TEST_FLAGS) ./...
 
 demo: tools ## Run the demo on a local control plane (DEMO_FLAGS=--keep to leave it up).
 	go run ./test/demo $(DEMO_FLAGS)
 
-unit: ## Only the tests that need no control plane.
+unit: iam-tools ## Only the tests that need no control plane.
 	@hack/test.sh -short ./...
 
 clean: ## Remove build output except the cached tools.

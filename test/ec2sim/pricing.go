@@ -3,7 +3,6 @@ package ec2sim
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,19 +11,14 @@ import (
 // serveJSON answers the JSON 1.1 protocol (the Pricing and SSM APIs) by
 // X-Amz-Target, and hands SQS, which speaks JSON 1.0 with its own error
 // form, to serveSQS.
-func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, target string) {
+func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, target string, body []byte) {
 	if strings.HasPrefix(target, "AmazonSQS.") {
-		s.serveSQS(w, r, target)
+		s.serveSQS(w, r, target, body)
 		return
 	}
 	action := target
 	if f, ok := s.takeFault(action); ok {
 		s.jsonError(w, f.code, f.status, "injected by the simulator")
-		return
-	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		s.jsonError(w, "InvalidParameterException", 400, err.Error())
 		return
 	}
 	switch target {

@@ -26,12 +26,16 @@ func StartRegion(region string) (*Server, error) {
 	return sim, nil
 }
 
+// SimulatorAccessKeyID is the access key UseSimulatorCredentials sets; the
+// audit log's Call.Caller tells the calls signed with it from others.
+const SimulatorAccessKeyID = "AKIDSIMULATOR"
+
 // UseSimulatorCredentials sets the environment the SDK's default credential
 // chain reads, for code that builds its clients the production way: the
 // simulator does not check signatures, but the SDK will not sign without
 // credentials, and must not wait on an instance metadata service.
 func UseSimulatorCredentials() error {
-	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDSIMULATOR", "AWS_SECRET_ACCESS_KEY": "simulator", "AWS_EC2_METADATA_DISABLED": "true"} {
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": SimulatorAccessKeyID, "AWS_SECRET_ACCESS_KEY": "simulator", "AWS_EC2_METADATA_DISABLED": "true"} {
 		if err := os.Setenv(k, v); err != nil {
 			return err
 		}

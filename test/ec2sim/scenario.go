@@ -18,6 +18,10 @@ type Scenario struct {
 	SecurityGroups []SecurityGroup   `json:"securityGroups"`
 	Images         []Image           `json:"images"`
 	SSMParameters  map[string]string `json:"ssmParameters"`
+	// InstanceProfiles are the account's instance profiles by name, each
+	// with the name of its role (what launching with it passes, for the
+	// audit log's iam:PassRole).
+	InstanceProfiles map[string]string `json:"instanceProfiles"`
 }
 
 // Zone is an availability zone: its name in this account and its id.

@@ -50,6 +50,7 @@ type Server struct {
 	idBase    uint64 // from the port, so two simulators' ids and addresses differ
 	instances map[string]*instance
 	templates map[string]*LaunchTemplate  // by id
+	ltQuota   int                         // launch templates the account may have; 0 = DefaultLaunchTemplateQuota
 	tokens    map[string]idempotentAnswer // action + client token -> answer
 	ips       map[string]*subnetIPs       // by subnet id
 	params    map[string]parameter        // SSM parameters by name
@@ -57,6 +58,10 @@ type Server struct {
 	capacity  map[Pool]int // remaining launches of a pool; absent = unlimited
 	partial   partialFulfillment
 	spotLimit int // active spot instances allowed; <0 unlimited
+
+	// audit records every call with the authorizations AWS would make for
+	// it: see audit.go.
+	audit []Call
 
 	// SQS and the EventBridge feed: see sqs.go and events.go.
 	queues     map[string]*queue // by name
@@ -190,15 +195,19 @@ func (s *Server) Calls(action string) int {
 }
 
 // ServeHTTP dispatches EC2 Query requests by Action and Pricing, SSM and SQS
-// requests by X-Amz-Target.
+// requests by X-Amz-Target, recording each in the audit log.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if target := r.Header.Get("X-Amz-Target"); target != "" {
-		s.serveJSON(w, r, target)
-		return
-	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		s.ec2Error(w, "InvalidRequest", 400, "reading body: "+err.Error())
+		return
+	}
+	aw := s.startAudit(w, r, body)
+	// A call that never answers (its client went away) is recorded too.
+	defer aw.record()
+	w = aw
+	if target := r.Header.Get("X-Amz-Target"); target != "" {
+		s.serveJSON(w, r, target, body)
 		return
 	}
 	form, err := url.ParseQuery(string(body))
@@ -278,6 +287,7 @@ func (s *Server) writeXML(w http.ResponseWriter, action string, resp any) {
 
 // ec2Error writes the EC2 Query error envelope.
 func (s *Server) ec2Error(w http.ResponseWriter, code string, status int, message string) {
+	noteError(w, code)
 	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 	w.WriteHeader(status)
 	var msg strings.Builder
@@ -287,6 +297,7 @@ func (s *Server) ec2Error(w http.ResponseWriter, code string, status int, messag
 
 // jsonError writes the JSON 1.1 protocol's error.
 func (s *Server) jsonError(w http.ResponseWriter, code string, status int, message string) {
+	noteError(w, code)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-Errortype", code)
 	w.Header().Set("X-Amzn-Requestid", s.requestID())

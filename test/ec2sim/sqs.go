@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -260,14 +259,9 @@ var sqsHandlers = map[string]func(*Server, context.Context, []byte) (any, *sqsEr
 }
 
 // serveSQS answers the AWS JSON 1.0 protocol of SQS by X-Amz-Target.
-func (s *Server) serveSQS(w http.ResponseWriter, r *http.Request, target string) {
+func (s *Server) serveSQS(w http.ResponseWriter, r *http.Request, target string, body []byte) {
 	if f, ok := s.takeFault(target); ok {
 		s.sqsError(w, &sqsError{f.code, f.code, f.status, "injected by the simulator"})
-		return
-	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		s.sqsError(w, invalidValue("reading the request: %v", err))
 		return
 	}
 	handler, ok := sqsHandlers[strings.TrimPrefix(target, "AmazonSQS.")]
@@ -287,6 +281,7 @@ func (s *Server) serveSQS(w http.ResponseWriter, r *http.Request, target string)
 
 // sqsError writes SQS's JSON 1.0 error.
 func (s *Server) sqsError(w http.ResponseWriter, e *sqsError) {
+	noteError(w, e.query)
 	fault := "Sender"
 	if e.status >= 500 {
 		fault = "Receiver"

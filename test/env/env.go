@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -19,6 +20,7 @@ import (
 	"github.com/nodewright/nodewright/pkg/operator"
 	"github.com/nodewright/nodewright/test/ec2sim"
 	"github.com/nodewright/nodewright/test/harness"
+	"github.com/nodewright/nodewright/test/iam"
 )
 
 // ClusterName is the simulated cluster's name; the scenario's security
@@ -27,6 +29,10 @@ const ClusterName = "my-cluster"
 
 // Region is the scenario's region, the seed NodePool's zones'.
 const Region = "ap-northeast-2"
+
+// NodeInstanceProfile is the seed EC2NodeClass's instance profile; the
+// scenario names its role.
+const NodeInstanceProfile = "KarpenterNodeInstanceProfile"
 
 // Options tune the environment.
 type Options struct {
@@ -50,6 +56,7 @@ type Env struct {
 
 	cancel context.CancelFunc
 	done   chan error
+	queue  string
 }
 
 // Start starts the simulator, the bridge and nodewright against cp, which
@@ -64,7 +71,7 @@ func Start(ctx context.Context, cp *harness.ControlPlane, opts Options) (*Env, e
 		return nil, errors.Join(err, sim.Close())
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	e := &Env{CP: cp, Sim: sim, cancel: cancel, done: make(chan error, 1)}
+	e := &Env{CP: cp, Sim: sim, cancel: cancel, done: make(chan error, 1), queue: opts.InterruptionQueue}
 	fail := func(err error) (*Env, error) {
 		cancel()
 		return nil, errors.Join(err, sim.Close())
@@ -125,4 +132,42 @@ func (e *Env) Stop() error {
 		errs = append(errs, fmt.Errorf("nodewright did not stop within 30s"))
 	}
 	return errors.Join(append(errs, e.Sim.Close())...)
+}
+
+// IAMPolicyVars fill the placeholders of the chart's IAM policy for this
+// environment's account, cluster, node role and interruption queue.
+func (e *Env) IAMPolicyVars() iam.Vars {
+	sc := e.Sim.Scenario()
+	return iam.Vars{
+		"CLUSTER_NAME": ClusterName, "AWS_ACCOUNT_ID": sc.AccountID,
+		"NODE_ROLE_NAME": sc.InstanceProfiles[NodeInstanceProfile], "INTERRUPTION_QUEUE": e.queue,
+	}
+}
+
+// CheckIAM evaluates every AWS call nodewright made so far (those signed
+// with ec2sim.SimulatorAccessKeyID) against the IAM policy the chart ships,
+// with the IAM policy evaluator of test/iam, and returns how many calls it
+// evaluated. Each check the policy denies, which on AWS would fail the call
+// with UnauthorizedOperation, is in the error with the statement and
+// condition it misses. The end-to-end suites call it after their tests.
+func (e *Env) CheckIAM(ctx context.Context) (int, error) {
+	var calls []ec2sim.Call
+	for _, c := range e.Sim.AuditLog() {
+		if c.Caller == ec2sim.SimulatorAccessKeyID {
+			calls = append(calls, c)
+		}
+	}
+	denials, err := iam.Evaluate(ctx, iam.ChartPolicy(), e.IAMPolicyVars(), calls)
+	if err != nil {
+		return len(calls), err
+	}
+	if len(denials) == 0 {
+		return len(calls), nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "the chart's IAM policy %s denies %d kinds of check among nodewright's %d calls; on AWS each is UnauthorizedOperation:", iam.ChartPolicy(), len(denials), len(calls))
+	for _, d := range denials {
+		b.WriteString("\n  " + strings.ReplaceAll(d.String(), "\n", "\n  "))
+	}
+	return len(calls), errors.New(b.String())
 }

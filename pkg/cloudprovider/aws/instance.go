@@ -344,7 +344,7 @@ func (p *CloudProvider) createFleet(ctx context.Context, claim *v1.NodeClaim, nc
 				TotalTargetCapacity:       aws.Int32(1),
 				DefaultTargetCapacityType: ec2types.DefaultTargetCapacityType(plan.capacityType),
 			},
-			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeInstance, Tags: ec2Tags(p.instanceTags(claim, nc))}},
+			TagSpecifications: fleetTagSpecifications(ec2Tags(p.instanceTags(claim, nc))),
 			Context:           nc.Spec.Context,
 		}
 		if plan.capacityType == v1.CapacityTypeSpot {

@@ -98,7 +98,7 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 		MetadataOptions:     metadataOptions(nc.Spec.MetadataOptions),
 		BlockDeviceMappings: blockDeviceMappings(nc),
 		Monitoring:          &ec2types.LaunchTemplatesMonitoringRequest{Enabled: aws.Bool(aws.ToBool(nc.Spec.DetailedMonitoring))},
-		TagSpecifications:   []ec2types.LaunchTemplateTagSpecificationRequest{{ResourceType: ec2types.ResourceTypeVolume, Tags: tags}},
+		TagSpecifications:   launchTemplateTagSpecifications(tags, p.capacityType),
 	}
 	if userData != "" {
 		data.UserData = aws.String(base64.StdEncoding.EncodeToString([]byte(userData)))

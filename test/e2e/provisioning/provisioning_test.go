@@ -654,8 +654,9 @@ func TestClaimOfVanishedInstanceIsDeleted(t *testing.T) {
 		return true, nil
 	})
 	id := instanceID(nc.Status.ProviderID)
+	// Someone else's key: the IAM check of nodewright's calls leaves it out.
 	ec2c := ec2.New(ec2.Options{Region: env.Region, BaseEndpoint: sdkaws.String(e.Sim.URL),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDSIMULATOR", "simulator", "")})
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDOPERATOR", "simulator", "")})
 	if _, err := ec2c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
 		t.Fatal(err)
 	}
