@@ -16,9 +16,8 @@ import (
 // the kubelet may not set (node-restriction.kubernetes.io/zone-group):
 // pods that need team=b and that zone group run on one node, which carries
 // both labels. Mutation tried: without the plan's labels on the NodeClaim
-// (resolveLabels in pkg/scheduling returning nothing) the pods stay Pending
-// and the pool gets a second NodeClaim, then a third: this test times out
-// with "2 nodeclaims, want 1".
+// (resolveLabels in pkg/scheduling returning nothing) the node never gets
+// them and this test times out with "0 of 2 running" (both pods Pending).
 func TestPodsNeedingCustomKeysRunOnOneNode(t *testing.T) {
 	ctx := context.Background()
 	ns := cp.Namespace(t)
