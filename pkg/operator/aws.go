@@ -16,7 +16,8 @@ import (
 )
 
 // AWS builds the EC2 cloud provider and adds what it runs to the manager:
-// the catalog refresher and the EC2NodeClass reconciler. The cluster's CA
+// the catalog refresher, the EC2NodeClass reconciler and the sweeper of
+// unused launch templates. The cluster's CA
 // and Kubernetes version, which nodes need to join, come from the API
 // server nodewright itself talks to.
 func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
@@ -69,12 +70,15 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := (&aws.NodeClassReconciler{Client: o.GetClient(), Resolver: resolver}).SetupWithManager(o.Manager); err != nil {
-		return nil, fmt.Errorf("setting up the EC2NodeClass controller: %w", err)
-	}
 	cloud, err := aws.NewCloudProvider(opts, clients, types, o.GetClient())
 	if err != nil {
 		return nil, err
+	}
+	if err := (&aws.NodeClassReconciler{Client: o.GetClient(), Resolver: resolver, LaunchTemplates: cloud}).SetupWithManager(o.Manager); err != nil {
+		return nil, fmt.Errorf("setting up the EC2NodeClass controller: %w", err)
+	}
+	if err := o.Add(&aws.LaunchTemplateSweeper{Provider: cloud}); err != nil {
+		return nil, fmt.Errorf("adding the launch template sweeper: %w", err)
 	}
 	if q := o.Options.InterruptionQueue; q != "" {
 		if err := o.Add(&interruption.Controller{

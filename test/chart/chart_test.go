@@ -183,6 +183,9 @@ func TestDefaultValuesInstall(t *testing.T) {
 		{authorizationv1.ResourceAttributes{Group: "karpenter.sh", Resource: "nodeclaims", Verb: "create"}, true},
 		{authorizationv1.ResourceAttributes{Group: "karpenter.sh", Resource: "nodepools", Subresource: "status", Verb: "patch"}, true},
 		{authorizationv1.ResourceAttributes{Group: "karpenter.k8s.aws", Resource: "ec2nodeclasses", Subresource: "status", Verb: "update"}, true},
+		// The EC2NodeClass reconciler adds and removes its finalizer.
+		{authorizationv1.ResourceAttributes{Group: "karpenter.k8s.aws", Resource: "ec2nodeclasses", Verb: "patch"}, true},
+		{authorizationv1.ResourceAttributes{Group: "karpenter.k8s.aws", Resource: "ec2nodeclasses", Verb: "delete"}, false},
 		{authorizationv1.ResourceAttributes{Resource: "pods", Subresource: "eviction", Verb: "create", Namespace: "default"}, true},
 		{authorizationv1.ResourceAttributes{Resource: "nodes", Verb: "patch"}, true},
 		{authorizationv1.ResourceAttributes{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: ns}, true},

@@ -11,8 +11,10 @@
 // The write side keeps state, the way EC2 would for one account:
 //
 //   - Launch templates (CreateLaunchTemplate, DescribeLaunchTemplates,
-//     DeleteLaunchTemplate), one version each; LaunchTemplate returns what a
-//     provider stored, user data included, for tests to inspect.
+//     DeleteLaunchTemplate), one version each, at most the account's quota
+//     (SetLaunchTemplateQuota; MaxTemplateLimitExceeded past it);
+//     LaunchTemplate returns what a provider stored, user data included,
+//     for tests to inspect.
 //   - Instant fleets (CreateFleet, Type=instant only). Each override is a
 //     capacity pool (type, zone, spot or on-demand); the spot or on-demand
 //     allocation strategy orders the pools by the simulator's prices and
@@ -48,4 +50,8 @@
 // PartialFulfillment, SetSpotInstanceLimit), change spot prices (SetSpotPrice)
 // and SSM parameters (SetParameter); Heal removes the faults. Every method is
 // safe for concurrent use.
+//
+// AuditLog returns every call answered, with the IAM authorizations AWS would
+// make for it (action, ARNs, request and resource tags, condition keys; see
+// audit.go), for test/iam to evaluate against the chart's IAM policy.
 package ec2sim

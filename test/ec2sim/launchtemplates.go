@@ -120,6 +120,29 @@ func (s *Server) templateByNameLocked(name string) *LaunchTemplate {
 	return nil
 }
 
+// DefaultLaunchTemplateQuota is how many launch templates an account may
+// have in a region unless it asked AWS for more.
+const DefaultLaunchTemplateQuota = 5000
+
+// SetLaunchTemplateQuota sets how many launch templates the account may have
+// (default DefaultLaunchTemplateQuota; n <= 0 restores it). Past it,
+// CreateLaunchTemplate fails with MaxTemplateLimitExceeded, the code EC2
+// answers (aws/karpenter-provider-aws#8686), until templates are deleted.
+// Templates already over a lowered quota stay. The quota is the account's,
+// not a fault: Heal keeps it.
+func (s *Server) SetLaunchTemplateQuota(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ltQuota = max(n, 0)
+}
+
+func (s *Server) launchTemplateQuotaLocked() int {
+	if s.ltQuota > 0 {
+		return s.ltQuota
+	}
+	return DefaultLaunchTemplateQuota
+}
+
 var launchTemplateNamePattern = regexp.MustCompile(`^[a-zA-Z0-9().\-/_]{3,128}$`)
 
 func (s *Server) createLaunchTemplate(p params) (any, *APIError) {
@@ -139,6 +162,9 @@ func (s *Server) createLaunchTemplate(p params) (any, *APIError) {
 	if s.templateByNameLocked(name) != nil {
 		return nil, &APIError{Code: "InvalidLaunchTemplateName.AlreadyExistsException", Status: 400,
 			Message: fmt.Sprintf("Launch template name already in use: %s", name)}
+	}
+	if len(s.templates) >= s.launchTemplateQuotaLocked() {
+		return nil, &APIError{Code: "MaxTemplateLimitExceeded", Status: 400, Message: "Account has already reached max permitted templates"}
 	}
 	data, apiErr := readLaunchTemplateData(p.sub("LaunchTemplateData"))
 	if apiErr != nil {
@@ -291,10 +317,18 @@ func (s *Server) sortedTemplatesLocked() []*LaunchTemplate {
 	return out
 }
 
+// deleteLaunchTemplate deletes a template named by id or by name, not both.
+// Instances launched from it are not affected; fleets naming it from then on
+// fail with the not-found error of templateLocked.
 func (s *Server) deleteLaunchTemplate(p params) (any, *APIError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lt, apiErr := s.templateLocked(p.get("LaunchTemplateId"), p.get("LaunchTemplateName"))
+	id, name := p.get("LaunchTemplateId"), p.get("LaunchTemplateName")
+	if id != "" && name != "" {
+		return nil, &APIError{Code: "InvalidParameterCombination", Status: 400,
+			Message: "You must specify either the launch template ID or the launch template name, but not both."}
+	}
+	lt, apiErr := s.templateLocked(id, name)
 	if apiErr != nil {
 		return nil, apiErr
 	}

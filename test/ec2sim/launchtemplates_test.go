@@ -3,6 +3,7 @@ package ec2sim
 import (
 	"context"
 	"encoding/base64"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -156,5 +157,136 @@ func TestDescribeAndDeleteLaunchTemplates(t *testing.T) {
 	}
 	if _, ok := e.sim.LaunchTemplate(a); ok {
 		t.Error("deleted template still kept")
+	}
+}
+
+// TestLaunchTemplateQuota: past the account's quota CreateLaunchTemplate fails
+// with EC2's MaxTemplateLimitExceeded, and deleting one makes room again.
+// Fails if the quota check in createLaunchTemplate is removed, or if a
+// deleted template still counts.
+func TestLaunchTemplateQuota(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.sim.SetLaunchTemplateQuota(3)
+	first := e.launchTemplate(t, "lt-a", "")
+	e.launchTemplate(t, "lt-b", "")
+	e.launchTemplate(t, "lt-c", "")
+	create := func(name string) error {
+		_, err := e.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+			LaunchTemplateName: aws.String(name), LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String(amiX86)},
+		})
+		return err
+	}
+	if err := create("lt-d"); errorCode(err) != "MaxTemplateLimitExceeded" {
+		t.Fatalf("a fourth template with a quota of 3: want MaxTemplateLimitExceeded, got %v", err)
+	}
+	e.sim.Heal()
+	if err := create("lt-d"); errorCode(err) != "MaxTemplateLimitExceeded" {
+		t.Errorf("Heal lifted the quota: %v", err)
+	}
+	if _, err := e.ec2.DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateId: aws.String(first)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("lt-d"); err != nil {
+		t.Errorf("after a delete the quota has room: %v", err)
+	}
+	e.sim.SetLaunchTemplateQuota(0)
+	if err := create("lt-e"); err != nil {
+		t.Errorf("quota 0 restores the default of %d: %v", DefaultLaunchTemplateQuota, err)
+	}
+}
+
+// TestDeletedLaunchTemplate: DeleteLaunchTemplate takes an id or a name, not
+// both, and fails as EC2 does for one that does not exist; a fleet naming a
+// deleted template fails with the not-found error of how it named it, while
+// instances launched from it keep running. Fails if deleteLaunchTemplate
+// accepts both parameters or a fleet still finds a deleted template.
+func TestDeletedLaunchTemplate(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.launchTemplate(t, "nodes", "")
+	out, err := e.ec2.CreateFleet(ctx, fleetInput("nodes", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("m5.large", "ap-northeast-2a")))
+	if err != nil || len(launched(out)) != 1 {
+		t.Fatalf("fleet before the delete: %+v %v", out, err)
+	}
+	for _, c := range []struct {
+		in   *ec2.DeleteLaunchTemplateInput
+		code string
+	}{
+		{&ec2.DeleteLaunchTemplateInput{LaunchTemplateId: aws.String(id), LaunchTemplateName: aws.String("nodes")}, "InvalidParameterCombination"},
+		{&ec2.DeleteLaunchTemplateInput{}, "MissingParameter"},
+		{&ec2.DeleteLaunchTemplateInput{LaunchTemplateId: aws.String("lt-nope")}, "InvalidLaunchTemplateId.Malformed"},
+		{&ec2.DeleteLaunchTemplateInput{LaunchTemplateName: aws.String("other")}, "InvalidLaunchTemplateName.NotFoundException"},
+	} {
+		if _, err := e.ec2.DeleteLaunchTemplate(ctx, c.in); errorCode(err) != c.code {
+			t.Errorf("DeleteLaunchTemplate(id %q, name %q): want %s, got %v", aws.ToString(c.in.LaunchTemplateId), aws.ToString(c.in.LaunchTemplateName), c.code, err)
+		}
+	}
+	if _, ok := e.sim.LaunchTemplate(id); !ok {
+		t.Fatal("a failed delete deleted the template")
+	}
+	if _, err := e.ec2.DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateName: aws.String("nodes")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ec2.CreateFleet(ctx, fleetInput("nodes", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("m5.large", "ap-northeast-2a"))); errorCode(err) != "InvalidLaunchTemplateName.NotFoundException" {
+		t.Errorf("fleet on the deleted template by name: want InvalidLaunchTemplateName.NotFoundException, got %v", err)
+	}
+	byID := fleetInput("", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("m5.large", "ap-northeast-2a"))
+	byID.LaunchTemplateConfigs[0].LaunchTemplateSpecification = &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateId: aws.String(id), Version: aws.String("$Latest")}
+	if _, err := e.ec2.CreateFleet(ctx, byID); errorCode(err) != "InvalidLaunchTemplateId.NotFound" {
+		t.Errorf("fleet on the deleted template by id: want InvalidLaunchTemplateId.NotFound, got %v", err)
+	}
+	if in, ok := e.sim.Instance(launched(out)[0]); !ok || in.State != StateRunning {
+		t.Errorf("the instance launched from the deleted template: %+v %v; want it running", in, ok)
+	}
+}
+
+// TestLaunchTemplatesByTagsPaged: a cluster finds its own templates by tag
+// filters (a tag's value and a tag key), across pages. Fails if the tag
+// filters are ignored or NextToken does not advance.
+func TestLaunchTemplatesByTagsPaged(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tagged := func(name string, tags map[string]string) {
+		in := &ec2.CreateLaunchTemplateInput{
+			LaunchTemplateName: aws.String(name), LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String(amiX86)},
+		}
+		spec := ec2types.TagSpecification{ResourceType: ec2types.ResourceTypeLaunchTemplate}
+		for k, v := range tags {
+			spec.Tags = append(spec.Tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(v)})
+		}
+		in.TagSpecifications = []ec2types.TagSpecification{spec}
+		if _, err := e.ec2.CreateLaunchTemplate(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ours := map[string]string{"kubernetes.io/cluster/demo": "owned", "karpenter.sh/nodepool": "default"}
+	for _, name := range []string{"ours-1", "ours-2", "ours-3"} {
+		tagged(name, ours)
+	}
+	tagged("no-pool", map[string]string{"kubernetes.io/cluster/demo": "owned"})
+	tagged("other-cluster", map[string]string{"kubernetes.io/cluster/other": "owned", "karpenter.sh/nodepool": "default"})
+
+	pages := ec2.NewDescribeLaunchTemplatesPaginator(e.ec2, &ec2.DescribeLaunchTemplatesInput{
+		MaxResults: aws.Int32(2),
+		Filters: []ec2types.Filter{
+			{Name: aws.String("tag:kubernetes.io/cluster/demo"), Values: []string{"owned"}},
+			{Name: aws.String("tag-key"), Values: []string{"karpenter.sh/nodepool"}},
+		},
+	})
+	var names []string
+	n := 0
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		for _, lt := range page.LaunchTemplates {
+			names = append(names, aws.ToString(lt.LaunchTemplateName))
+		}
+	}
+	if strings.Join(names, ",") != "ours-1,ours-2,ours-3" || n != 2 {
+		t.Errorf("found %v in %d pages, want ours-1..3 in 2", names, n)
 	}
 }

@@ -38,3 +38,7 @@ const (
 	TagEKSClusterName = "eks:eks-cluster-name"
 	TagName           = "Name"
 )
+
+// TerminationFinalizer holds an EC2NodeClass until no NodeClaim uses it and
+// the launch templates made for it are deleted; Karpenter's has the same name.
+const TerminationFinalizer = Group + "/termination"

@@ -103,6 +103,9 @@ func (p *CloudProvider) readyNodeClass(ctx context.Context, ref *v1.NodeClassRef
 	}
 	ready := meta.FindStatusCondition(nc.Status.Conditions, ConditionTypeReady)
 	switch {
+	case !nc.DeletionTimestamp.IsZero():
+		// Its launch templates are about to be deleted (NodeClassReconciler).
+		return nil, &cloudprovider.NodeClassNotReadyError{Name: nc.Name, Reason: "EC2NodeClass is being deleted"}
 	case ready == nil:
 		return nil, &cloudprovider.NodeClassNotReadyError{Name: nc.Name, Reason: "its status has not been resolved yet"}
 	case ready.Status != metav1.ConditionTrue:

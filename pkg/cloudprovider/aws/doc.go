@@ -9,12 +9,15 @@
 //   - nodeclass.go, amis.go: resolve an EC2NodeClass's selectors (subnets,
 //     security groups, AMIs by alias through SSM or by tags/id/name/owner,
 //     the instance profile) into its status and conditions;
-//     nodeclass_controller.go keeps that status current.
+//     nodeclass_controller.go keeps that status current and, with a
+//     finalizer, deletes a deleted node class's launch templates once no
+//     NodeClaim uses it.
 //   - nodeclasscatalog.go: a NodePool's catalog, the region's narrowed to its
 //     node class's zones and the types its AMIs run on.
 //   - launchtemplate.go, userdata.go: content-addressed launch templates with
 //     nodeadm (AL2023) user data that registers the node with its labels and
-//     taints.
+//     taints; launchtemplate_cleanup.go deletes those no launch has asked for
+//     within a TTL (LaunchTemplateSweeper), never one a launch is about to use.
 //   - instance.go: Create through CreateFleet (type instant), marking pools
 //     out of capacity and falling back from spot to on-demand; Delete, Get and
 //     List by the tags nodewright puts on its instances.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -25,6 +26,7 @@ import (
 type launchTemplateEC2API interface {
 	CreateLaunchTemplate(context.Context, *ec2.CreateLaunchTemplateInput, ...func(*ec2.Options)) (*ec2.CreateLaunchTemplateOutput, error)
 	DescribeLaunchTemplates(context.Context, *ec2.DescribeLaunchTemplatesInput, ...func(*ec2.Options)) (*ec2.DescribeLaunchTemplatesOutput, error)
+	DeleteLaunchTemplate(context.Context, *ec2.DeleteLaunchTemplateInput, ...func(*ec2.Options)) (*ec2.DeleteLaunchTemplateOutput, error)
 }
 
 // Error codes EC2 answers for a launch template that does not exist:
@@ -42,21 +44,28 @@ func isLaunchTemplateNotFound(err error) bool {
 	return errors.As(err, &apiErr) && launchTemplateNotFoundCodes[apiErr.ErrorCode()]
 }
 
-// launchTemplates creates the launch templates instances are launched from
-// and remembers which exist. A template's name is a hash of its whole
-// content, so equal launches share one template, a changed node class or
-// NodePool gets a new one, and after a restart the same name is found again
-// with DescribeLaunchTemplates instead of being created twice.
+// launchTemplates creates the launch templates instances are launched from,
+// remembers which exist and when a launch last asked for each, and deletes
+// the ones no launch has asked for in a while (see launchtemplate_cleanup.go). A
+// template's name is a hash of its whole content, so equal launches share one
+// template, a changed node class or NodePool gets a new one, and after a
+// restart the same name is found again with DescribeLaunchTemplates instead
+// of being created twice.
 type launchTemplates struct {
 	ec2  launchTemplateEC2API
 	opts Options
 
-	mu    sync.Mutex
-	known map[string]bool // names known to exist in EC2
+	mu       sync.Mutex
+	known    map[string]bool          // names known to exist in EC2
+	used     map[string]time.Time     // name -> when a launch last asked for it
+	deleting map[string]chan struct{} // names being deleted; closed once done
+	sweeps   int                      // sweeps finished, so racing launches at the quota sweep once
+
+	sweepMu sync.Mutex // one sweep at a time
 }
 
 func newLaunchTemplates(client launchTemplateEC2API, opts Options) *launchTemplates {
-	return &launchTemplates{ec2: client, opts: opts, known: map[string]bool{}}
+	return &launchTemplates{ec2: client, opts: opts, known: map[string]bool{}, used: map[string]time.Time{}, deleting: map[string]chan struct{}{}}
 }
 
 // launchParams are what one launch template is made of. Everything specific
@@ -133,9 +142,10 @@ func (l *launchTemplates) ensure(ctx context.Context, p launchParams) (string, e
 	if err != nil {
 		return "", err
 	}
-	l.mu.Lock()
-	known := l.known[name]
-	l.mu.Unlock()
+	known, err := l.use(ctx, name)
+	if err != nil {
+		return "", err
+	}
 	if known {
 		return name, nil
 	}
@@ -147,11 +157,23 @@ func (l *launchTemplates) ensure(ctx context.Context, p launchParams) (string, e
 	case err != nil && !isLaunchTemplateNotFound(err):
 		return "", fmt.Errorf("describing launch template %s: %w", name, err)
 	}
-	_, err = l.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(name),
-		LaunchTemplateData: data,
-		TagSpecifications:  []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeLaunchTemplate, Tags: tags}},
-	})
+	create := func() error {
+		_, err := l.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+			LaunchTemplateName: aws.String(name),
+			LaunchTemplateData: data,
+			TagSpecifications:  []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeLaunchTemplate, Tags: tags}},
+		})
+		return err
+	}
+	sweeps := l.sweepsDone()
+	err = create()
+	if isTemplateQuotaExceeded(err) {
+		// The account is at its quota: make room from the templates no
+		// launch uses any more, now rather than at the next periodic sweep.
+		if freed, sweepErr := l.sweepSince(ctx, sweeps); sweepErr == nil && freed {
+			err = create()
+		}
+	}
 	var apiErr smithy.APIError
 	if err != nil && !(errors.As(err, &apiErr) && apiErr.ErrorCode() == "InvalidLaunchTemplateName.AlreadyExistsException") {
 		return "", fmt.Errorf("creating launch template %s for EC2NodeClass %s: %w", name, p.nodeClass.Name, err)
@@ -161,6 +183,30 @@ func (l *launchTemplates) ensure(ctx context.Context, p launchParams) (string, e
 	}
 	l.remember(name)
 	return name, nil
+}
+
+// use records that a launch is about to use name, after waiting out a
+// deletion of it in progress, and reports whether it is known to exist. A
+// sweep deletes only names not used within the TTL, and checks under the
+// same lock, so a template is never deleted between ensure and the
+// CreateFleet that names it.
+func (l *launchTemplates) use(ctx context.Context, name string) (bool, error) {
+	for {
+		l.mu.Lock()
+		done, deleting := l.deleting[name]
+		if !deleting {
+			l.used[name] = l.opts.Clock.Now()
+			known := l.known[name]
+			l.mu.Unlock()
+			return known, nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return false, fmt.Errorf("waiting for launch template %s to be deleted: %w", name, ctx.Err())
+		}
+	}
 }
 
 func (l *launchTemplates) remember(name string) {

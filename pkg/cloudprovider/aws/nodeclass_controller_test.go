@@ -9,10 +9,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -20,7 +22,9 @@ import (
 	"github.com/nodewright/nodewright/test/harness"
 )
 
-// createNodeClass stores the seed EC2NodeClass under a fresh name.
+// createNodeClass stores the seed EC2NodeClass under a fresh name. At the
+// end of the test it is deleted, its finalizer removed: the test's
+// reconciler may have stopped.
 func createNodeClass(t *testing.T, cp *harness.ControlPlane) *awsv1.EC2NodeClass {
 	t.Helper()
 	nc := seedNodeClass(t)
@@ -28,7 +32,18 @@ func createNodeClass(t *testing.T, cp *harness.ControlPlane) *awsv1.EC2NodeClass
 	if err := cp.Client.Create(context.Background(), nc); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cp.Client.Delete(context.Background(), nc) })
+	key := client.ObjectKeyFromObject(nc)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = cp.Client.Delete(ctx, &awsv1.EC2NodeClass{ObjectMeta: metav1.ObjectMeta{Name: key.Name}})
+		_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			latest := &awsv1.EC2NodeClass{}
+			if err := cp.Client.Get(ctx, key, latest); err != nil || !controllerutil.RemoveFinalizer(latest, awsv1.TerminationFinalizer) {
+				return client.IgnoreNotFound(err)
+			}
+			return cp.Client.Update(ctx, latest)
+		})
+	})
 	return nc
 }
 
@@ -48,18 +63,10 @@ func TestNodeClassReconcilerWritesStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (&NodeClassReconciler{Client: mgr.GetClient(), Resolver: e.resolver(t)}).SetupWithManager(mgr); err != nil {
+	if err := (&NodeClassReconciler{Client: mgr.GetClient(), Resolver: e.resolver(t), LaunchTemplates: e.cloudProvider(t)}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error)
-	go func() { stopped <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-stopped; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	runManager(t, mgr)
 
 	nc := createNodeClass(t, cp)
 	key := client.ObjectKeyFromObject(nc)
@@ -105,7 +112,7 @@ func TestNodeClassReconcilerWritesStatus(t *testing.T) {
 func TestNodeClassReconcilerRequeues(t *testing.T) {
 	cp := needControlPlane(t)
 	e := newEnv(t)
-	r := &NodeClassReconciler{Client: cp.Client, Resolver: e.resolver(t)}
+	r := &NodeClassReconciler{Client: cp.Client, Resolver: e.resolver(t), LaunchTemplates: e.cloudProvider(t)}
 	nc := createNodeClass(t, cp)
 	request := reconcile.Request{NamespacedName: types.NamespacedName{Name: nc.Name}}
 	result, err := r.Reconcile(context.Background(), request)

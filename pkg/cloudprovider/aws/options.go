@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 
 	"k8s.io/utils/clock"
 
@@ -39,7 +40,11 @@ type Options struct {
 	// instant fleets but rejects very large requests, and more than a few
 	// dozen pools never changes what an allocation strategy picks.
 	MaxFleetOverrides int
-	// Clock stamps condition transitions; default the real clock.
+	// LaunchTemplateTTL is how long a launch template may go unused before
+	// it is deleted; default 30 minutes (see defaultLaunchTemplateTTL).
+	LaunchTemplateTTL time.Duration
+	// Clock stamps condition transitions and launch template use; default
+	// the real clock.
 	Clock clock.PassiveClock
 }
 
@@ -75,6 +80,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxFleetOverrides <= 0 {
 		o.MaxFleetOverrides = defaultMaxFleetOverrides
+	}
+	if o.LaunchTemplateTTL <= 0 {
+		o.LaunchTemplateTTL = defaultLaunchTemplateTTL
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
