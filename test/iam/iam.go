@@ -104,6 +104,12 @@ func Evaluate(ctx context.Context, policyFile string, vars Vars, calls []ec2sim.
 	if err := Installed(); err != nil {
 		return nil, err
 	}
+	// The evaluator reads the policy in its own process; reading it here too
+	// tells go test's cache that the result depends on the file, so an edited
+	// policy is evaluated again rather than passing from the cache.
+	if _, err := os.ReadFile(policyFile); err != nil {
+		return nil, fmt.Errorf("reading the IAM policy: %w", err)
+	}
 	args := []string{filepath.Join(Dir(), "evaluate.mjs"), "--policy", policyFile}
 	names := make([]string, 0, len(vars))
 	for name := range vars {
