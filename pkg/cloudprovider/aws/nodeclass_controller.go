@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/samber/lo"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -138,12 +139,7 @@ func (r *NodeClassReconciler) claimsOf(ctx context.Context, name string) ([]stri
 	if err := r.Client.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("listing NodeClaims: %w", err)
 	}
-	var out []string
-	for _, c := range list.Items {
-		if refersTo(c.Spec.NodeClassRef, name) {
-			out = append(out, c.Name)
-		}
-	}
+	out := lo.FilterMap(list.Items, func(c v1.NodeClaim, _ int) (string, bool) { return c.Name, refersTo(c.Spec.NodeClassRef, name) })
 	slices.Sort(out)
 	return out, nil
 }

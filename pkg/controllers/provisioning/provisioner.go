@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -229,19 +230,10 @@ func largestAllowed(nc *v1.NodeClaim, cat *catalog.Catalog) corev1.ResourceList 
 // NodePool and carrying the template plus the plan's narrowed requirements.
 func (p *Provisioner) createNodeClaim(ctx context.Context, c *scheduling.NodeClaimPlan, np *v1.NodePool) (*v1.NodeClaim, error) {
 	tmpl := np.Spec.Template
-	labels := map[string]string{v1.NodePoolLabelKey: np.Name}
-	for k, v := range tmpl.Labels {
-		labels[k] = v
-	}
-	// The values the plan chose for the pool's custom keys: the lifecycle
-	// controller puts them on the Node when it registers.
-	for k, v := range c.Labels {
-		labels[k] = v
-	}
-	annotations := map[string]string{}
-	for k, v := range tmpl.Annotations {
-		annotations[k] = v
-	}
+	// c.Labels are the values the plan chose for the pool's custom keys: the
+	// lifecycle controller puts them on the Node when it registers.
+	labels := lo.Assign(map[string]string{v1.NodePoolLabelKey: np.Name}, tmpl.Labels, c.Labels)
+	annotations := lo.Assign(tmpl.Annotations)
 	nc := &v1.NodeClaim{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: np.Name + "-",

@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+	"github.com/nodewright/nodewright/test/ec2sim"
 	"github.com/nodewright/nodewright/test/fixtures"
 	"github.com/nodewright/nodewright/test/harness"
 )
@@ -80,11 +82,7 @@ func TestDeletingANodeClassDeletesItsLaunchTemplates(t *testing.T) {
 
 // templatesOf names the simulator's launch templates tagged for a class.
 func templatesOf(class string) []string {
-	var out []string
-	for _, lt := range e.Sim.LaunchTemplates() {
-		if lt.Tags[awsv1.TagEC2NodeClass] == class {
-			out = append(out, lt.Name)
-		}
-	}
-	return out
+	return lo.FilterMap(e.Sim.LaunchTemplates(), func(lt ec2sim.LaunchTemplate, _ int) (string, bool) {
+		return lt.Name, lt.Tags[awsv1.TagEC2NodeClass] == class
+	})
 }
