@@ -11,6 +11,7 @@ import (
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/expiration"
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/garbagecollection"
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/lifecycle"
+	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/podevents"
 	claimtermination "github.com/nodewright/nodewright/pkg/controllers/nodeclaim/termination"
 	"github.com/nodewright/nodewright/pkg/controllers/nodepool/counter"
 	"github.com/nodewright/nodewright/pkg/controllers/provisioning"
@@ -41,6 +42,7 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 		"nodeclaim lifecycle":   &lifecycle.Controller{Kube: kube, Cloud: cloud, Recorder: recorder},
 		"nodeclaim termination": &claimtermination.Controller{Kube: kube, Cloud: cloud, Recorder: recorder, Room: cluster},
 		"nodeclaim expiration":  &expiration.Controller{Kube: kube, Recorder: recorder},
+		"nodeclaim pod events":  &podevents.Controller{Kube: kube},
 		"node termination":      &nodetermination.Controller{Kube: kube},
 		"nodepool counter":      &counter.Controller{Kube: kube, Prices: cloud},
 	} {

@@ -300,6 +300,11 @@ func TestSeedJobRunsToCompletion(t *testing.T) {
 		if !meta.IsStatusConditionTrue(nc.Status.Conditions, v1.ConditionTypeInitialized) {
 			t.Errorf("nodeclaim %s never initialized: %v", nc.Name, nc.Status.Conditions)
 		}
+		// Job pods bound to it and finished: the pod events controller
+		// stamped it (consolidateAfter counts from this).
+		if last := nc.Status.LastPodEventTime; last.Before(&nc.CreationTimestamp) {
+			t.Errorf("nodeclaim %s: lastPodEventTime %v, before its creation %v", nc.Name, last, nc.CreationTimestamp)
+		}
 	}
 	if o, err := orphans(ctx, np.Name); err != nil || len(o) > 0 {
 		t.Errorf("instances without a NodeClaim: %v %v", o, err)
