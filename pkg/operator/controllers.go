@@ -7,6 +7,7 @@ import (
 
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 	"github.com/nodewright/nodewright/pkg/controllers"
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
 	nodetermination "github.com/nodewright/nodewright/pkg/controllers/node/termination"
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/expiration"
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/garbagecollection"
@@ -31,6 +32,9 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 	cluster := state.NewCluster(kube)
 	if err := mgr.Add(provisioning.New(kube, cluster, cloud, batcher, recorder, provisioning.Options{SpotRiskWeight: -1})); err != nil {
 		return fmt.Errorf("adding provisioner: %w", err)
+	}
+	if err := mgr.Add(&disruption.Controller{Kube: kube, Recorder: recorder}); err != nil {
+		return fmt.Errorf("adding disruption: %w", err)
 	}
 	if err := mgr.Add(&garbagecollection.Controller{Kube: kube, Cloud: cloud}); err != nil {
 		return fmt.Errorf("adding garbage collection: %w", err)

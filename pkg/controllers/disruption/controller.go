@@ -1,0 +1,190 @@
+package disruption
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/samber/lo"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/controllers"
+)
+
+// Recorder emits Kubernetes events.
+type Recorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// Controller evaluates every Interval. It is a manager Runnable on the leader
+// only: two replicas would each spend the whole budget.
+type Controller struct {
+	Kube     client.Client
+	Recorder Recorder
+	// Methods in the order they are tried; default Emptiness only.
+	Methods []Method
+	// Interval between evaluations; default 10 s.
+	Interval time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+
+	// blocked says the last evaluation left a node it would have disrupted
+	// to a full budget.
+	blocked bool
+}
+
+// NeedLeaderElection keeps disruption on the leader.
+func (c *Controller) NeedLeaderElection() bool { return true }
+
+func (c *Controller) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Start evaluates until ctx ends; a failed evaluation is logged and tried
+// again at the next interval.
+func (c *Controller) Start(ctx context.Context) error {
+	interval := c.Interval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	logger := log.FromContext(ctx).WithName("disruption")
+	ctx = log.IntoContext(ctx, logger)
+	wait := interval
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = interval
+		if _, err := c.Evaluate(ctx); err != nil && ctx.Err() == nil {
+			logger.Error(err, "disruption evaluation failed")
+		} else if c.blocked {
+			// A node waits for the budget, which frees as the nodes being
+			// deleted go (seconds for an empty node): look again soon.
+			wait = min(interval, 2*time.Second)
+		}
+	}
+}
+
+// Evaluate runs every method over every NodePool once and returns the claims
+// it disrupted.
+func (c *Controller) Evaluate(ctx context.Context) ([]*v1.NodeClaim, error) {
+	var pools v1.NodePoolList
+	if err := c.Kube.List(ctx, &pools); err != nil {
+		return nil, fmt.Errorf("listing nodepools: %w", err)
+	}
+	var claims v1.NodeClaimList
+	if err := c.Kube.List(ctx, &claims); err != nil {
+		return nil, fmt.Errorf("listing nodeclaims: %w", err)
+	}
+	byPool := lo.GroupBy(lo.ToSlicePtr(claims.Items), func(nc *v1.NodeClaim) string { return nc.Labels[v1.NodePoolLabelKey] })
+	var disrupted []*v1.NodeClaim
+	var errs []error
+	c.blocked = false
+	for i := range pools.Items {
+		np := &pools.Items[i]
+		if !np.DeletionTimestamp.IsZero() || np.Spec.Replicas != nil {
+			continue // a static pool keeps its count; a deleted one goes whole
+		}
+		got, err := c.evaluatePool(ctx, np, byPool[np.Name])
+		disrupted = append(disrupted, got...)
+		errs = append(errs, err)
+	}
+	return disrupted, errors.Join(errs...)
+}
+
+func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims []*v1.NodeClaim) ([]*v1.NodeClaim, error) {
+	logger := log.FromContext(ctx).WithValues("nodepool", np.Name)
+	now := c.now()
+	deleting := lo.CountBy(claims, func(nc *v1.NodeClaim) bool { return !nc.DeletionTimestamp.IsZero() })
+	candidates, err := c.candidates(ctx, np, claims)
+	if err != nil {
+		return nil, err
+	}
+	methods := c.Methods
+	if len(methods) == 0 {
+		methods = []Method{Emptiness{}}
+	}
+	var disrupted []*v1.NodeClaim
+	for _, m := range methods {
+		allowed, err := Allowed(np, m.Reason(), len(claims), deleting, now)
+		if err != nil {
+			c.Recorder.Eventf(np, nil, corev1.EventTypeWarning, "InvalidDisruptionBudget", "Disrupt", "Not disrupting this NodePool's nodes: %v", err)
+			return disrupted, nil
+		}
+		for _, cand := range candidates {
+			ok, why := m.ShouldDisrupt(cand, now)
+			if !ok {
+				logger.V(1).Info("not disrupting", "nodeclaim", cand.Claim.Name, "method", m.Annotation(), "why", why)
+				continue
+			}
+			if allowed <= 0 {
+				c.blocked = true
+				logger.V(1).Info("disruption budget reached, not disrupting", "nodeclaim", cand.Claim.Name, "reason", m.Reason(), "deleting", deleting)
+				continue
+			}
+			outcome, err := controllers.Disrupt(ctx, c.Kube, cand.Claim, m.Annotation(), time.Time{}, now)
+			if err != nil {
+				return disrupted, err
+			}
+			if outcome != controllers.Disrupted {
+				continue
+			}
+			allowed--
+			deleting++
+			disrupted = append(disrupted, cand.Claim)
+			note := fmt.Sprintf("Disrupting: %s since %s (consolidateAfter %s)", m.Reason(), cand.Idle.UTC().Format(time.RFC3339), np.Spec.Disruption.ConsolidateAfter.String())
+			c.Recorder.Eventf(cand.Claim, nil, corev1.EventTypeNormal, "DisruptionLaunched", "Disrupt", "%s", note)
+			c.Recorder.Eventf(cand.Node, nil, corev1.EventTypeNormal, "DisruptionLaunched", "Disrupt", "%s", note)
+			logger.Info("disrupting nodeclaim", "nodeclaim", cand.Claim.Name, "node", cand.Node.Name, "reason", m.Annotation(), "idleSince", cand.Idle)
+		}
+		candidates = slices.DeleteFunc(candidates, func(cand *Candidate) bool { return slices.Contains(disrupted, cand.Claim) })
+	}
+	return disrupted, nil
+}
+
+// candidates are the pool's claims a method may look at, oldest idle first:
+// initialized, not being deleted, with a Node not annotated do-not-disrupt.
+func (c *Controller) candidates(ctx context.Context, np *v1.NodePool, claims []*v1.NodeClaim) ([]*Candidate, error) {
+	var out []*Candidate
+	for _, nc := range claims {
+		initialized := meta.FindStatusCondition(nc.Status.Conditions, v1.ConditionTypeInitialized)
+		if !nc.DeletionTimestamp.IsZero() || initialized == nil || initialized.Status != "True" || nc.Status.NodeName == "" {
+			continue
+		}
+		node := &corev1.Node{}
+		if err := c.Kube.Get(ctx, types.NamespacedName{Name: nc.Status.NodeName}, node); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("getting node of nodeclaim %s: %w", nc.Name, err)
+		}
+		if node.Annotations[v1.DoNotDisruptAnnotationKey] == "true" {
+			continue
+		}
+		var pods corev1.PodList
+		if err := c.Kube.List(ctx, &pods, client.MatchingFields{controllers.PodNodeName: node.Name}); err != nil {
+			return nil, fmt.Errorf("listing pods of node %s: %w", node.Name, err)
+		}
+		idle := nc.Status.LastPodEventTime.Time
+		if idle.IsZero() || idle.Before(initialized.LastTransitionTime.Time) {
+			idle = initialized.LastTransitionTime.Time
+		}
+		out = append(out, &Candidate{Claim: nc, Node: node, Pool: np, Pods: lo.ToSlicePtr(pods.Items), Idle: idle})
+	}
+	slices.SortFunc(out, func(a, b *Candidate) int { return a.Idle.Compare(b.Idle) })
+	return out, nil
+}

@@ -1,0 +1,200 @@
+package disruption
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/controllers"
+	"github.com/nodewright/nodewright/test/harness"
+)
+
+var cp *harness.ControlPlane
+
+func TestMain(m *testing.M) { harness.Main(m, harness.Options{}, &cp) }
+
+type recorder struct {
+	mu      sync.Mutex
+	reasons map[string][]string
+}
+
+func (r *recorder) Eventf(regarding runtime.Object, _ runtime.Object, _, reason, _, _ string, _ ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reasons[regarding.(client.Object).GetName()] = append(r.reasons[regarding.(client.Object).GetName()], reason)
+}
+
+var now = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+func createPool(t *testing.T, consolidateAfter string, budgets ...v1.Budget) *v1.NodePool {
+	t.Helper()
+	np := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: harness.Name("pool")}}
+	np.Spec.Template.Spec.NodeClassRef = &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"}
+	np.Spec.Template.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{}
+	np.Spec.Disruption.ConsolidateAfter = v1.MustParseNillableDuration(consolidateAfter)
+	np.Spec.Disruption.Budgets = budgets
+	if err := cp.Client.Create(context.Background(), np); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Client.Delete(context.Background(), np) })
+	return np
+}
+
+// node creates an initialized claim of pool with its Node, idle since idle,
+// and the pods (nil: none) bound to the node.
+func node(t *testing.T, np *v1.NodePool, idle time.Time, annotations map[string]string, pods ...*corev1.Pod) *v1.NodeClaim {
+	t.Helper()
+	ctx := context.Background()
+	nc := &v1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: harness.Name("claim"), Labels: map[string]string{v1.NodePoolLabelKey: np.Name},
+			Finalizers: []string{v1.TerminationFinalizer}},
+		Spec: v1.NodeClaimSpec{NodeClassRef: np.Spec.Template.Spec.NodeClassRef,
+			Requirements: []v1.NodeSelectorRequirementWithMinValues{{Key: v1.NodePoolLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{np.Name}}}},
+	}
+	if err := cp.Client.Create(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: harness.Name("node"), Annotations: annotations}}
+	if err := cp.Client.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cp.Client.Patch(ctx, nc, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`)))
+		_ = cp.Client.Delete(ctx, nc)
+		_ = cp.Client.Delete(ctx, n)
+	})
+	nc.Status.NodeName = n.Name
+	nc.Status.ProviderID = "aws:///zone/i-" + nc.Name
+	nc.Status.LastPodEventTime = metav1.NewTime(idle)
+	nc.Status.Conditions = []metav1.Condition{{Type: v1.ConditionTypeInitialized, Status: metav1.ConditionTrue, Reason: "Initialized",
+		LastTransitionTime: metav1.NewTime(idle.Add(-time.Hour))}}
+	if err := cp.Client.Status().Update(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		p.Namespace, p.Spec.NodeName = cp.Namespace(t), n.Name
+		p.Spec.Containers = []corev1.Container{{Name: "c", Image: "i", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}
+		if err := cp.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nc
+}
+
+func pod(name string, owner string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if owner != "" {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: owner, Name: "owner", UID: types.UID("u-" + name), Controller: ptr.To(true)}}
+	}
+	return p
+}
+
+func names(claims []*v1.NodeClaim) []string {
+	out := make([]string, len(claims))
+	for i, nc := range claims {
+		out[i] = nc.Name
+	}
+	return out
+}
+
+// Empty nodes past consolidateAfter are deleted, the longest idle first and
+// no more than the budget allows; a node with a workload pod, one idle for
+// less than consolidateAfter and one annotated do-not-disrupt stay, and a
+// DaemonSet pod does not make a node busy. Mutations tried:
+// Allowed ignored (every empty node deleted in the first pass: 2 instead of
+// 1), and workloadPods counting DaemonSet pods (the older empty node, which
+// runs one, kept).
+func TestEmptyNodesGoWithinTheBudget(t *testing.T) {
+	ctx := context.Background()
+	np := createPool(t, "30s", v1.Budget{Nodes: "1"})
+	oldest := node(t, np, now.Add(-10*time.Minute), nil, pod("ds", "DaemonSet"))
+	older := node(t, np, now.Add(-5*time.Minute), nil)
+	busy := node(t, np, now.Add(-time.Hour), nil, pod("web", "ReplicaSet"))
+	recent := node(t, np, now.Add(-10*time.Second), nil)
+	held := node(t, np, now.Add(-2*time.Hour), map[string]string{v1.DoNotDisruptAnnotationKey: "true"})
+	rec := &recorder{reasons: map[string][]string{}}
+	c := &Controller{Kube: cp.Client, Recorder: rec, Now: func() time.Time { return now }}
+
+	got, err := c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(names(got)) != fmt.Sprint([]string{oldest.Name}) {
+		t.Fatalf("first pass disrupted %v, want only the longest idle %s (budget 1)", names(got), oldest.Name)
+	}
+	fresh := &v1.NodeClaim{}
+	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(oldest), fresh); err != nil {
+		t.Fatal(err)
+	}
+	if fresh.DeletionTimestamp.IsZero() || fresh.Annotations[controllers.DisruptionReasonAnnotation] != "empty" {
+		t.Errorf("claim %s: deleting %v, annotations %v", oldest.Name, !fresh.DeletionTimestamp.IsZero(), fresh.Annotations)
+	}
+	if _, waits := controllers.DrainBy(fresh); waits {
+		t.Error("an empty node waits for a replacement")
+	}
+	if !slices.Contains(rec.reasons[oldest.Name], "DisruptionLaunched") {
+		t.Errorf("events %v", rec.reasons)
+	}
+
+	// The budget is spent while the first is still terminating.
+	if got, err := c.Evaluate(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("second pass disrupted %v (%v) with the budget spent", names(got), err)
+	}
+	// Once it is gone, the next empty one goes; the others never.
+	if err := cp.Client.Patch(ctx, fresh, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`))); err != nil {
+		t.Fatal(err)
+	}
+	cp.Eventually(t, 10*time.Second, "the first claim gone", func(ctx context.Context) (bool, error) {
+		err := cp.Client.Get(ctx, client.ObjectKeyFromObject(oldest), &v1.NodeClaim{})
+		return client.IgnoreNotFound(err) == nil && err != nil, nil
+	})
+	got, err = c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(names(got)) != fmt.Sprint([]string{older.Name}) {
+		t.Errorf("third pass disrupted %v, want %s; busy %s, recent %s and held %s stay", names(got), older.Name, busy.Name, recent.Name, held.Name)
+	}
+}
+
+// consolidateAfter: Never keeps empty nodes; a budget of 0 for Empty in its
+// window blocks emptiness, and a broken budget stops the pool with an event.
+func TestNeverAndBlockedBudgets(t *testing.T) {
+	ctx := context.Background()
+	never := createPool(t, "Never")
+	node(t, never, now.Add(-time.Hour), nil)
+	blocked := createPool(t, "0s", v1.Budget{Nodes: "0", Reasons: []v1.DisruptionReason{v1.DisruptionReasonEmpty}, Schedule: ptr.To("0 11 * * *"), Duration: v1.NewDuration(2 * time.Hour)})
+	node(t, blocked, now.Add(-time.Hour), nil)
+	rec := &recorder{reasons: map[string][]string{}}
+	c := &Controller{Kube: cp.Client, Recorder: rec, Now: func() time.Time { return now }}
+	got, err := c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nc := range got {
+		if l := nc.Labels[v1.NodePoolLabelKey]; l == never.Name || l == blocked.Name {
+			t.Errorf("disrupted %s of pool %s", nc.Name, l)
+		}
+	}
+	// After the window (13:00), the blocked pool's node goes.
+	c.Now = func() time.Time { return now.Add(90 * time.Minute) }
+	got, err = c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(got, func(nc *v1.NodeClaim) bool { return nc.Labels[v1.NodePoolLabelKey] == blocked.Name }) {
+		t.Errorf("after its window the blocked pool's empty node stayed: %v", names(got))
+	}
+}

@@ -1,0 +1,64 @@
+package disruption
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+)
+
+// Emptiness deletes nodes that have run no workload pod for the pool's
+// consolidateAfter, under every consolidation policy. DaemonSet, static
+// (mirror), finished and terminating pods do not count: they go with the
+// node or are already gone. Nothing needs to move, so the drain starts at
+// once.
+type Emptiness struct{}
+
+// Reason is the Empty budget reason.
+func (Emptiness) Reason() v1.DisruptionReason { return v1.DisruptionReasonEmpty }
+
+// Annotation is "empty".
+func (Emptiness) Annotation() string { return "empty" }
+
+// ShouldDisrupt reports whether c has been empty for consolidateAfter.
+func (Emptiness) ShouldDisrupt(c *Candidate, now time.Time) (bool, string) {
+	after := c.Pool.Spec.Disruption.ConsolidateAfter
+	switch {
+	case after.IsNever():
+		return false, "consolidateAfter is Never"
+	case after.Err() != nil:
+		return false, fmt.Sprintf("spec.disruption.consolidateAfter: %v", after.Err())
+	}
+	var wait time.Duration
+	if after.Duration != nil {
+		wait = *after.Duration
+	}
+	if n := workloadPods(c.Pods); n > 0 {
+		return false, fmt.Sprintf("%d pods run on it", n)
+	}
+	if left := c.Idle.Add(wait).Sub(now); left > 0 {
+		return false, fmt.Sprintf("empty, but a pod came or went %s ago (consolidateAfter %s)", now.Sub(c.Idle).Round(time.Second), after.String())
+	}
+	return true, ""
+}
+
+// workloadPods counts the pods that would have to move off the node.
+func workloadPods(pods []*corev1.Pod) int {
+	n := 0
+	for _, p := range pods {
+		if !p.DeletionTimestamp.IsZero() || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+			continue
+		}
+		if owner := metav1.GetControllerOf(p); owner != nil && owner.Kind == "DaemonSet" {
+			continue
+		}
+		n++
+	}
+	return n
+}

@@ -1,0 +1,40 @@
+// Package disruption removes nodes that are not needed: each evaluation, for
+// each NodePool, every Method (one file each) picks the candidates it would
+// disrupt, and as many as the pool's disruption budget for the method's
+// reason allows are disrupted through controllers.Disrupt. Only emptiness is
+// built so far; consolidation of underused nodes, drift and repair are to
+// come (designs/disruption.md).
+package disruption
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+)
+
+// Candidate is a node nodewright launched that a method may disrupt: ready,
+// not being deleted, in a NodePool that still exists.
+type Candidate struct {
+	Claim *v1.NodeClaim
+	Node  *corev1.Node
+	Pool  *v1.NodePool
+	// Pods bound to the node.
+	Pods []*corev1.Pod
+	// Idle is when a pod last came to or left the node: its
+	// lastPodEventTime, or when it became initialized if no pod ever did.
+	Idle time.Time
+}
+
+// Method is one way of choosing nodes to disrupt.
+type Method interface {
+	// Reason is the budget reason it counts against.
+	Reason() v1.DisruptionReason
+	// ShouldDisrupt reports whether c should go now; when not, why not, in
+	// words for a log line.
+	ShouldDisrupt(c *Candidate, now time.Time) (bool, string)
+	// Annotation is the reason recorded on a disrupted claim and in
+	// nodewright_disruption_decisions_total ("empty", ...).
+	Annotation() string
+}
