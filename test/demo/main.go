@@ -128,7 +128,12 @@ func run(ctx context.Context, keep bool) error {
 	if err := printTable(ctx, cp, schema.GroupVersionResource{Group: "karpenter.sh", Version: "v1", Resource: "nodeclaims"}, ""); err != nil {
 		return err
 	}
-	fmt.Println("  The interrupted node is gone and its replacement runs in another spot pool (the decision is in nodewright's log:\n  grep disrupting). The other nodes stay until consolidation (a later milestone) removes empty ones.")
+	fmt.Println("  The interrupted node is gone and its replacement runs in another spot pool (the decision is in nodewright's log:\n  grep disrupting).")
+
+	step("The Job is done and its nodes are empty: after the pool's consolidateAfter (30s) nodewright removes them,\n    as many at a time as the pool's disruption budget allows (the default, 10% of its nodes)")
+	if err := drainAway(ctx, cp); err != nil {
+		return err
+	}
 
 	if keep {
 		step("Cluster left running. In another terminal:")
@@ -137,6 +142,32 @@ func run(ctx context.Context, keep bool) error {
 	}
 	step("Done")
 	return nil
+}
+
+// drainAway follows the pool's NodeClaims until none is left.
+func drainAway(ctx context.Context, cp *harness.ControlPlane) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	start, last := time.Now(), -1
+	for {
+		var claims v1.NodeClaimList
+		if err := cp.Client.List(ctx, &claims); err != nil {
+			return err
+		}
+		if n := len(claims.Items); n != last {
+			fmt.Printf("  %5.1fs  nodeclaims %d\n", time.Since(start).Seconds(), n)
+			last = n
+		}
+		if len(claims.Items) == 0 {
+			fmt.Println("  Every node the Job caused is gone; the cluster is back to where it started.")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the empty nodes were not removed: %w", ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // waitNodeClassReady waits for nodewright to resolve the seed EC2NodeClass.
