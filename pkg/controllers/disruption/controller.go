@@ -91,6 +91,10 @@ func (c *Controller) Evaluate(ctx context.Context) ([]*v1.NodeClaim, error) {
 		return nil, fmt.Errorf("listing nodeclaims: %w", err)
 	}
 	byPool := lo.GroupBy(lo.ToSlicePtr(claims.Items), func(nc *v1.NodeClaim) string { return nc.Labels[v1.NodePoolLabelKey] })
+	moving, err := c.podsMoving(ctx, claims.Items)
+	if err != nil {
+		return nil, err
+	}
 	var disrupted []*v1.NodeClaim
 	var errs []error
 	c.blocked = false
@@ -99,18 +103,18 @@ func (c *Controller) Evaluate(ctx context.Context) ([]*v1.NodeClaim, error) {
 		if !np.DeletionTimestamp.IsZero() || np.Spec.Replicas != nil {
 			continue // a static pool keeps its count; a deleted one goes whole
 		}
-		got, err := c.evaluatePool(ctx, np, byPool[np.Name])
+		got, err := c.evaluatePool(ctx, np, byPool[np.Name], moving)
 		disrupted = append(disrupted, got...)
 		errs = append(errs, err)
 	}
 	return disrupted, errors.Join(errs...)
 }
 
-func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims []*v1.NodeClaim) ([]*v1.NodeClaim, error) {
+func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims []*v1.NodeClaim, moving bool) ([]*v1.NodeClaim, error) {
 	logger := log.FromContext(ctx).WithValues("nodepool", np.Name)
 	now := c.now()
 	deleting := lo.CountBy(claims, func(nc *v1.NodeClaim) bool { return !nc.DeletionTimestamp.IsZero() })
-	candidates, err := c.candidates(ctx, np, claims)
+	candidates, err := c.candidates(ctx, np, claims, moving)
 	if err != nil {
 		return nil, err
 	}
@@ -156,9 +160,27 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 	return disrupted, nil
 }
 
+// podsMoving reports whether any claim being deleted still has workload
+// pods on its node: they are about to need the room planned for them.
+func (c *Controller) podsMoving(ctx context.Context, claims []v1.NodeClaim) (bool, error) {
+	for _, nc := range claims {
+		if nc.DeletionTimestamp.IsZero() || nc.Status.NodeName == "" {
+			continue
+		}
+		var pods corev1.PodList
+		if err := c.Kube.List(ctx, &pods, client.MatchingFields{controllers.PodNodeName: nc.Status.NodeName}); err != nil {
+			return false, fmt.Errorf("listing pods of node %s: %w", nc.Status.NodeName, err)
+		}
+		if workloadPods(lo.ToSlicePtr(pods.Items)) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // candidates are the pool's claims a method may look at, oldest idle first:
 // initialized, not being deleted, with a Node not annotated do-not-disrupt.
-func (c *Controller) candidates(ctx context.Context, np *v1.NodePool, claims []*v1.NodeClaim) ([]*Candidate, error) {
+func (c *Controller) candidates(ctx context.Context, np *v1.NodePool, claims []*v1.NodeClaim, moving bool) ([]*Candidate, error) {
 	var out []*Candidate
 	for _, nc := range claims {
 		initialized := meta.FindStatusCondition(nc.Status.Conditions, v1.ConditionTypeInitialized)
@@ -179,11 +201,11 @@ func (c *Controller) candidates(ctx context.Context, np *v1.NodePool, claims []*
 		if err := c.Kube.List(ctx, &pods, client.MatchingFields{controllers.PodNodeName: node.Name}); err != nil {
 			return nil, fmt.Errorf("listing pods of node %s: %w", node.Name, err)
 		}
-		idle := nc.Status.LastPodEventTime.Time
-		if idle.IsZero() || idle.Before(initialized.LastTransitionTime.Time) {
-			idle = initialized.LastTransitionTime.Time
+		idle, neverUsed := nc.Status.LastPodEventTime.Time, false
+		if !idle.After(initialized.LastTransitionTime.Time) {
+			idle, neverUsed = initialized.LastTransitionTime.Time, true
 		}
-		out = append(out, &Candidate{Claim: nc, Node: node, Pool: np, Pods: lo.ToSlicePtr(pods.Items), Idle: idle})
+		out = append(out, &Candidate{Claim: nc, Node: node, Pool: np, Pods: lo.ToSlicePtr(pods.Items), Idle: idle, NeverUsed: neverUsed, PodsMoving: moving})
 	}
 	slices.SortFunc(out, func(a, b *Candidate) int { return a.Idle.Compare(b.Idle) })
 	return out, nil

@@ -198,3 +198,65 @@ func TestNeverAndBlockedBudgets(t *testing.T) {
 		t.Errorf("after its window the blocked pool's empty node stayed: %v", names(got))
 	}
 }
+
+// unused makes node's claim one no pod has used since its initialization.
+func unused(t *testing.T, nc *v1.NodeClaim, initialized time.Time) {
+	t.Helper()
+	nc.Status.LastPodEventTime = metav1.Time{}
+	nc.Status.Conditions[0].LastTransitionTime = metav1.NewTime(initialized)
+	if err := cp.Client.Status().Update(context.Background(), nc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With consolidateAfter 0s (the CRD's default) a node that no pod has used
+// yet stays for NewNodeGrace after its initialization, and longer while pods
+// wait to move off a node being deleted (it may be their replacement).
+// Mutations tried: without the grace the fresh node goes too, once the pod
+// has moved; without the moving-pods hold the older unused node goes in the
+// first pass.
+func TestNewNodesAreNotDeletedBeforeUse(t *testing.T) {
+	ctx := context.Background()
+	np := createPool(t, "0s", v1.Budget{Nodes: "100%"})
+	fresh := node(t, np, now, nil)
+	unused(t, fresh, now.Add(-30*time.Second))
+	older := node(t, np, now, nil)
+	unused(t, older, now.Add(-2*time.Minute))
+	// Elsewhere, a node being deleted whose pod has not moved yet.
+	other := createPool(t, "Never")
+	leaving := node(t, other, now.Add(-time.Hour), nil, pod("moving", "ReplicaSet"))
+	if err := cp.Client.Delete(ctx, leaving); err != nil {
+		t.Fatal(err)
+	}
+	c := &Controller{Kube: cp.Client, Recorder: &recorder{reasons: map[string][]string{}}, Now: func() time.Time { return now }}
+	got, err := c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("disrupted %v while a pod waits to move and the nodes were never used", names(got))
+	}
+	// The pod moved (deleted here): the unused node past the grace goes, the
+	// fresh one stays.
+	var pods corev1.PodList
+	if err := cp.Client.List(ctx, &pods, client.MatchingFields{controllers.PodNodeName: leaving.Status.NodeName}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range pods.Items {
+		if err := cp.Client.Delete(ctx, &pods.Items[i], client.GracePeriodSeconds(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp.Eventually(t, 10*time.Second, "the moving pod gone", func(ctx context.Context) (bool, error) {
+		var pods corev1.PodList
+		err := cp.Client.List(ctx, &pods, client.MatchingFields{controllers.PodNodeName: leaving.Status.NodeName})
+		return err == nil && len(pods.Items) == 0, err
+	})
+	got, err = c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(names(got)) != fmt.Sprint([]string{older.Name}) {
+		t.Errorf("disrupted %v, want only %s (unused for 2 min); %s is 30 s old", names(got), older.Name, fresh.Name)
+	}
+}

@@ -10,6 +10,11 @@ import (
 	v1 "github.com/nodewright/nodewright/apis/v1"
 )
 
+// NewNodeGrace is how long a node no pod has used since its initialization
+// stays, whatever consolidateAfter says: the pods it was launched for bind
+// within seconds of it becoming ready.
+const NewNodeGrace = time.Minute
+
 // Emptiness deletes nodes that have run no workload pod for the pool's
 // consolidateAfter, under every consolidation policy. DaemonSet, static
 // (mirror), finished and terminating pods do not count: they go with the
@@ -38,6 +43,16 @@ func (Emptiness) ShouldDisrupt(c *Candidate, now time.Time) (bool, string) {
 	}
 	if n := workloadPods(c.Pods); n > 0 {
 		return false, fmt.Sprintf("%d pods run on it", n)
+	}
+	if c.NeverUsed {
+		// A node launched for pending pods is empty from its initialization
+		// until kube-scheduler binds them, and a replacement launched first
+		// stays empty until the old node's drain moves its pods: with
+		// consolidateAfter 0s (the default) it would be deleted before use.
+		if c.PodsMoving {
+			return false, "never used, and pods still wait to move off a node being deleted"
+		}
+		wait = max(wait, NewNodeGrace)
 	}
 	if left := c.Idle.Add(wait).Sub(now); left > 0 {
 		return false, fmt.Sprintf("empty, but a pod came or went %s ago (consolidateAfter %s)", now.Sub(c.Idle).Round(time.Second), after.String())

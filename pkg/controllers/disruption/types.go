@@ -25,6 +25,14 @@ type Candidate struct {
 	// Idle is when a pod last came to or left the node: its
 	// lastPodEventTime, or when it became initialized if no pod ever did.
 	Idle time.Time
+	// NeverUsed says no pod has come or gone since the node became
+	// initialized: it may be the room just launched for pods still on
+	// their way.
+	NeverUsed bool
+	// PodsMoving says pods still wait to move off a node being deleted
+	// somewhere in the cluster: a new, never used node may be their
+	// replacement.
+	PodsMoving bool
 }
 
 // Method is one way of choosing nodes to disrupt.
