@@ -10,12 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
@@ -54,19 +50,7 @@ func createNodeClass(t *testing.T, cp *harness.ControlPlane) *awsv1.EC2NodeClass
 func TestNodeClassReconcilerWritesStatus(t *testing.T) {
 	cp := needControlPlane(t)
 	e := newEnv(t)
-	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
-		Scheme:                 cp.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&NodeClassReconciler{Client: mgr.GetClient(), Resolver: e.resolver(t), LaunchTemplates: e.cloudProvider(t)}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	runManager(t, mgr)
+	runReconciler(t, cp, &NodeClassReconciler{Resolver: e.resolver(t), LaunchTemplates: e.cloudProvider(t)})
 
 	nc := createNodeClass(t, cp)
 	key := client.ObjectKeyFromObject(nc)
