@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/samber/lo"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -163,5 +165,92 @@ func BenchmarkRealCatalog(b *testing.B) {
 			}
 			runBenchmark(b, Input{Pods: pods, NodePools: pools})
 		})
+	}
+}
+
+// settledCluster is n running nodes of the real catalog's general pool
+// (limited to four 8-vCPU types, in the pool's three zones, half spot, or all spot when
+// perNode is over 10), each filled with up to perNode pods of the benchmark shapes (a fifth of them zonally spread), with the
+// share drop of the pods then gone (a scale-down). Every node is a
+// consolidation candidate; each pool's budget allows a tenth of its nodes.
+func settledCluster(b *testing.B, n, perNode int, drop float64) *Consolidation {
+	pools := realPools(b)[:1]
+	zones := []string{"us-east-1a", "us-east-1b", "us-east-1d"}
+	pools[0].Requirements.Add(requirements.MustNew(v1.LabelTopologyZone, corev1.NodeSelectorOpIn, zones...))
+	cat := pools[0].Catalog
+	r := rand.New(rand.NewPCG(11, 11))
+	c := &Consolidation{NodePools: pools, Allowed: map[string]int{"general": n / 10}, MinSavings: 0.1}
+	types := []string{"m5.2xlarge", "c5.2xlarge", "r5.2xlarge", "m6i.2xlarge"}
+	// The pool launches these four only: no spot node can be replaced by
+	// spot (fewer than 15 types), so a packed cluster has no move at all.
+	pools[0].Requirements.Add(requirements.MustNew(v1.LabelInstanceTypeStable, corev1.NodeSelectorOpIn, types...))
+	for i := range n {
+		it := cat.Get(types[i%len(types)])
+		zone, ct := zones[i%3], []string{v1.CapacityTypeSpot, v1.CapacityTypeOnDemand}[i%2]
+		if perNode > 10 {
+			ct = v1.CapacityTypeSpot
+		}
+		price, ok := cat.Price(it.Name, zone, ct)
+		if !ok {
+			b.Fatalf("%s not offered %s in %s", it.Name, ct, zone)
+		}
+		alloc, _ := ResourcesFrom(it.Allocatable)
+		var used Resources
+		var pods []*corev1.Pod
+		for j := 0; len(pods) < perNode && j < 100; j++ {
+			cpu, mem := benchCPU[r.IntN(len(benchCPU))], benchMem[r.IntN(len(benchMem))]
+			p := pod(cpu, mem)
+			if j%5 == 0 {
+				p = pod(cpu, mem, withLabels("app", values[j%7]), withSpread(v1.LabelTopologyZone, 1, "app"))
+			}
+			req, _ := PodRequests(p)
+			if !used.Add(req).Fits(alloc) {
+				continue
+			}
+			used = used.Add(req)
+			if r.Float64() >= drop {
+				pods = append(pods, p)
+			}
+		}
+		name := fmt.Sprintf("node-%05d", i)
+		labels := lo.Assign(it.Labels, map[string]string{v1.LabelHostname: name, v1.LabelTopologyZone: zone,
+			v1.CapacityTypeLabelKey: ct, v1.NodePoolLabelKey: "general"})
+		c.Nodes = append(c.Nodes, Node{Name: name, Labels: labels, Allocatable: it.Allocatable, Pods: pods})
+		c.Candidates = append(c.Candidates, &ConsolidationCandidate{Node: name, Pool: "general", Policy: v1.ConsolidationPolicyWhenEmptyOrUnderutilized,
+			Price: price, CapacityType: ct, Pods: pods, DisruptionCost: NodeDisruptionCost(pods)})
+	}
+	SortCandidates(c.Candidates)
+	return c
+}
+
+// BenchmarkConsolidation is one consolidation decision over a whole
+// cluster, every node a candidate. "packed": spot nodes filled until no more
+// pods fit, so nothing is worth moving and every candidate is tried alone
+// and kept (the worst case). "ten-per-node": ten pods per node, which leaves the
+// memory of the r5 nodes idle. "scaled-down": that after 40 % of the pods
+// went.
+func BenchmarkConsolidation(b *testing.B) {
+	for _, n := range []int{500, 2000} {
+		for _, tc := range []struct {
+			name    string
+			perNode int
+			drop    float64
+		}{{"packed", 100, 0}, {"ten-per-node", 10, 0}, {"scaled-down", 10, 0.4}} {
+			b.Run(fmt.Sprintf("%s/nodes=%d", tc.name, n), func(b *testing.B) {
+				c := settledCluster(b, n, tc.perNode, tc.drop)
+				b.ReportAllocs()
+				var m *Move
+				for b.Loop() {
+					m, _ = Consolidate(c, Options{SpotRiskWeight: -1})
+				}
+				b.ReportMetric(float64(lo.SumBy(c.Nodes, func(n Node) int { return len(n.Pods) })), "pods")
+				removed, saved := 0.0, 0.0
+				if m != nil {
+					removed, saved = float64(len(m.Candidates)), m.Saving()
+				}
+				b.ReportMetric(removed, "removed")
+				b.ReportMetric(saved, "saved$/h")
+			})
+		}
 	}
 }

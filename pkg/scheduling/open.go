@@ -1,9 +1,11 @@
 package scheduling
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 
@@ -211,7 +213,7 @@ func (s *solver) finish() {
 				choices = append(choices, choice{e, s.price(p, e)})
 			}
 		}
-		sort.SliceStable(choices, func(i, j int) bool { return choices[i].price < choices[j].price })
+		slices.SortStableFunc(choices, func(a, b choice) int { return cmp.Compare(a.price, b.price) })
 		// Right-size: launch as the cheapest type that holds the pods.
 		p.used = p.used.Sub(n.accounted).Add(p.capacity[choices[0].e.cand])
 		n.accounted = p.capacity[choices[0].e.cand]

@@ -3,15 +3,19 @@ package scheduling
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/go-logr/logr"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
 )
 
@@ -112,16 +116,11 @@ func containerShapes(cs []corev1.Container) []corev1.Container {
 func parsePod(pod *corev1.Pod, volumeZones []string, terms *termRegistry) *podInfo {
 	info := &podInfo{namespace: pod.Namespace, labels: pod.Labels, tolerations: pod.Spec.Tolerations}
 	info.requests, info.unknown = PodRequests(pod)
-	for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
-		for _, p := range c.Ports {
-			if p.HostPort > 0 {
-				proto := p.Protocol
-				if proto == "" {
-					proto = corev1.ProtocolTCP
-				}
-				info.ports = append(info.ports, hostPort{p.HostIP, proto, p.HostPort})
-			}
-		}
+	for _, c := range pod.Spec.InitContainers {
+		info.ports = appendHostPorts(info.ports, c.Ports)
+	}
+	for _, c := range pod.Spec.Containers {
+		info.ports = appendHostPorts(info.ports, c.Ports)
 	}
 	base := requirements.Requirements{}
 	for k, v := range pod.Spec.NodeSelector {
@@ -221,6 +220,143 @@ func parsePod(pod *corev1.Pod, volumeZones []string, terms *termRegistry) *podIn
 		}
 	}
 	return info
+}
+
+// nodeBase is what an existing node offers a plan: its room, what its bound
+// pods take of it, their host ports, and which of them hold required
+// anti-affinity (kube-scheduler checks an existing pod's anti-affinity
+// against an incoming pod; its other constraints were checked when it was
+// placed).
+type nodeBase struct {
+	alloc, used Resources
+	ports       []hostPort
+	taints      []corev1.Taint
+	anti        []int // indexes into the node's pods
+}
+
+func readNode(n Node) *nodeBase {
+	b := &nodeBase{}
+	b.alloc, _ = ResourcesFrom(n.Allocatable)
+	for _, t := range n.Taints {
+		// An in-flight node's unregistered taint goes once it registers.
+		if t.Key != v1.UnregisteredNoExecuteTaint.Key {
+			b.taints = append(b.taints, t)
+		}
+	}
+	for i, pod := range n.Pods {
+		r, _ := PodRequests(pod)
+		b.used = b.used.Add(r)
+		for _, c := range pod.Spec.InitContainers {
+			b.ports = appendHostPorts(b.ports, c.Ports)
+		}
+		for _, c := range pod.Spec.Containers {
+			b.ports = appendHostPorts(b.ports, c.Ports)
+		}
+		if a := pod.Spec.Affinity; a != nil && a.PodAntiAffinity != nil && len(a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0 {
+			b.anti = append(b.anti, i)
+		}
+	}
+	return b
+}
+
+func appendHostPorts(out []hostPort, ports []corev1.ContainerPort) []hostPort {
+	for _, p := range ports {
+		if p.HostPort > 0 {
+			proto := p.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			out = append(out, hostPort{p.HostIP, proto, p.HostPort})
+		}
+	}
+	return out
+}
+
+// solveCache keeps what is read from existing nodes across the solves of
+// one consolidation, which differ only in the nodes left out. A nil cache
+// reads every time.
+type solveCache struct {
+	// nodes are read by solves running at once: filled before they start.
+	nodes map[string]*nodeBase
+	// all are the nodes of the cluster; each solve's Input.Nodes are all
+	// less Input.without. terms are the pods of all matching each term.
+	all   []Node
+	mu    sync.Mutex
+	terms map[string]*term
+	// pools are each NodePool's types that fit it, with their sizes: the
+	// same in every solve (a pool's usage is not cached, only its catalog).
+	pools map[string]*pooledTypes
+}
+
+type pooledTypes struct {
+	cands           []catalog.Candidate
+	err             error
+	alloc, capacity []Resources
+}
+
+func (c *solveCache) pool(name string) *pooledTypes {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pools[name]
+}
+
+func (c *solveCache) keepPool(p *poolState) {
+	if c == nil || p.Catalog == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.pools[p.Name]; !ok {
+		// Clipped: a solve never appends to them, but must not be able to.
+		c.pools[p.Name] = &pooledTypes{slices.Clip(p.cands), p.err, slices.Clip(p.alloc), slices.Clip(p.capacity)}
+	}
+}
+
+// counts are a term's matching pods over the whole cluster.
+func (c *solveCache) counts(t *term) *term {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if got, ok := c.terms[t.id]; ok {
+		return got
+	}
+	whole := &term{key: t.key, namespaces: t.namespaces, selector: t.selector, counts: map[string]int{}}
+	countTerm(whole, c.all, 1)
+	c.terms[t.id] = whole
+	return whole
+}
+
+// countTerm adds sign for each pod of nodes that t matches, in its domain.
+func countTerm(t *term, nodes []Node, sign int) {
+	for _, n := range nodes {
+		d, ok := n.Name, true
+		if t.key != v1.LabelHostname {
+			d, ok = n.Labels[t.key]
+		}
+		if !ok {
+			continue
+		}
+		for _, pod := range n.Pods {
+			if t.matches(pod.Namespace, pod.Labels) {
+				t.counts[d] += sign
+				t.total += sign
+			}
+		}
+	}
+}
+
+func (c *solveCache) base(n Node) *nodeBase {
+	if c == nil {
+		return readNode(n)
+	}
+	b, ok := c.nodes[n.Name]
+	if !ok {
+		b = readNode(n)
+		c.nodes[n.Name] = b
+	}
+	return b
 }
 
 func registerPodTerm(terms *termRegistry, pod *corev1.Pod, t corev1.PodAffinityTerm) (int, error) {

@@ -2,8 +2,10 @@ package scheduling
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 
@@ -13,6 +15,7 @@ import (
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
+	"github.com/samber/lo"
 )
 
 // capacity type indexes in masks.
@@ -122,18 +125,20 @@ type entry struct {
 type nodeState struct {
 	name     string
 	existing bool
-	labels   map[string]string // existing nodes
-	taints   []corev1.Taint    // existing nodes
-	pool     *poolState        // planned nodes
-	reqs     requirements.Requirements
-	entries  []entry
-	target   int // index into entries of the type packed against
-	zone     int // fixed zone index, -1 when free
-	ct       int // fixed capacity type index, -1 when free
-	capacity Resources
-	used     Resources
-	pods     []*corev1.Pod
-	ports    []hostPort
+	// existingZone is an existing node's zone index, -1 when it has none.
+	existingZone int
+	labels       map[string]string // existing nodes
+	taints       []corev1.Taint    // existing nodes
+	pool         *poolState        // planned nodes
+	reqs         requirements.Requirements
+	entries      []entry
+	target       int // index into entries of the type packed against
+	zone         int // fixed zone index, -1 when free
+	ct           int // fixed capacity type index, -1 when free
+	capacity     Resources
+	used         Resources
+	pods         []*corev1.Pod
+	ports        []hostPort
 	// accounted is the capacity counted against the pool's limits.
 	accounted Resources
 	// zoneMask and ctMask cache zonesOf(entries) while masksValid.
@@ -178,7 +183,18 @@ func Solve(in Input, opts Options) *Plan {
 		}
 	}
 	s.packShareable(shareable)
+	if opts.maxNew > 0 {
+		// A caller that only wants plans of at most maxNew new nodes needs
+		// no NodeClaim plans for a bigger one (their type lists are the
+		// costliest part of a small solve).
+		opened := lo.CountBy(s.nodes, func(n *nodeState) bool { return !n.existing && len(n.pods) > 0 })
+		if opened > opts.maxNew {
+			s.plan.Opened = opened
+			return s.plan
+		}
+	}
 	s.finish()
+	s.plan.Opened = len(s.plan.NodeClaims)
 	return s.plan
 }
 
@@ -251,6 +267,8 @@ func (s *solver) buildPools(in Input) {
 		}
 		if np.Catalog == nil {
 			p.err = fmt.Errorf("NodePool %s has no instance types (its node class is not ready)", np.Name)
+		} else if cached := in.cache.pool(np.Name); cached != nil {
+			p.cands, p.err, p.alloc, p.capacity = cached.cands, cached.err, cached.alloc, cached.capacity
 		} else {
 			p.cands, p.err = np.Catalog.Filter(p.reqs)
 		}
@@ -269,15 +287,18 @@ func (s *solver) buildPools(in Input) {
 		s.zoneIx[z] = i
 	}
 	for _, p := range pools {
+		sized := len(p.alloc) == len(p.cands)
 		for i, c := range p.cands {
 			p.byName[c.Type.Name] = i
-			alloc, capacity := c.Type.Allocatable, c.Type.Capacity
-			if p.Settings != nil {
-				capacity, alloc = c.Type.Spec.Resources(*p.Settings)
+			if !sized {
+				alloc, capacity := c.Type.Allocatable, c.Type.Capacity
+				if p.Settings != nil {
+					capacity, alloc = c.Type.Spec.Resources(*p.Settings)
+				}
+				a, _ := ResourcesFrom(alloc)
+				cp, _ := ResourcesFrom(capacity)
+				p.alloc, p.capacity = append(p.alloc, a), append(p.capacity, cp)
 			}
-			a, _ := ResourcesFrom(alloc)
-			cp, _ := ResourcesFrom(capacity)
-			p.alloc, p.capacity = append(p.alloc, a), append(p.capacity, cp)
 			zs, cts := make([]uint8, len(c.Type.Offerings)), make([]uint8, len(c.Type.Offerings))
 			for j, o := range c.Type.Offerings {
 				zs[j], cts[j] = uint8(s.zoneIx[o.Zone]), uint8(max(capacityIndex(o.CapacityType), 0))
@@ -294,52 +315,61 @@ func (s *solver) buildPools(in Input) {
 	})
 	for i, p := range pools {
 		p.index = i
+		in.cache.keepPool(p)
 	}
 	s.pools = pools
 }
 
 func (s *solver) buildNodes(in Input) {
+	bases := make([]*nodeBase, len(in.Nodes))
+	// One allocation for every existing node.
+	states := make([]nodeState, len(in.Nodes))
+	for i, n := range in.Nodes {
+		b := in.cache.base(n)
+		bases[i] = b
+		// Shared with other solves of the same cache: clipped, so a commit's
+		// append copies instead of writing into the shared arrays.
+		ez, ok := s.zoneIx[n.Labels[v1.LabelTopologyZone]]
+		if !ok {
+			ez = -1
+		}
+		states[i] = nodeState{name: n.Name, existing: true, existingZone: ez, labels: n.Labels, zone: -1, ct: -1, capacity: b.alloc,
+			used: b.used, taints: b.taints, pods: slices.Clip(n.Pods), ports: slices.Clip(b.ports)}
+		s.nodes = append(s.nodes, &states[i])
+	}
 	// Register the anti-affinity of pods already running: a pending pod they
 	// select must keep away from them too.
-	type bound struct {
+	type owner struct {
 		node int
-		info *podInfo
+		term int
 	}
-	var running []bound
-	for _, n := range in.Nodes {
-		alloc, _ := ResourcesFrom(n.Allocatable)
-		ns := &nodeState{name: n.Name, existing: true, labels: n.Labels, zone: -1, ct: -1, capacity: alloc}
-		for _, t := range n.Taints {
-			// An in-flight node's unregistered taint goes once it registers.
-			if t.Key != v1.UnregisteredNoExecuteTaint.Key {
-				ns.taints = append(ns.taints, t)
-			}
-		}
-		for _, pod := range n.Pods {
-			info := parsePod(pod, nil, s.terms)
-			ns.used = ns.used.Add(info.requests)
-			ns.pods = append(ns.pods, pod)
-			ns.ports = append(ns.ports, info.ports...)
-			running = append(running, bound{len(s.nodes), info})
-		}
-		s.nodes = append(s.nodes, ns)
-	}
-	for _, b := range running {
-		n := s.nodes[b.node]
-		for ti, t := range s.terms.terms {
-			if t.matches(b.info.namespace, b.info.labels) {
-				if d, ok := s.domain(n, t.key); ok {
-					t.counts[d]++
-					t.total++
+	var owners []owner
+	for i, n := range in.Nodes {
+		for _, pi := range bases[i].anti {
+			pod := n.Pods[pi]
+			for _, t := range pod.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+				// A term that does not parse would have kept the pod from binding.
+				if id, err := registerPodTerm(s.terms, pod, t); err == nil {
+					owners = append(owners, owner{i, id})
 				}
 			}
-			_ = ti
 		}
-		for _, a := range b.info.anti {
-			t := s.terms.terms[a.term]
-			if d, ok := s.domain(n, t.key); ok {
-				t.owners[d]++
-			}
+	}
+	for _, t := range s.terms.terms {
+		if in.cache == nil || in.cache.all == nil {
+			countTerm(t, in.Nodes, 1)
+			continue
+		}
+		// Counted once over the whole cluster, less the nodes left out.
+		base := in.cache.counts(t)
+		maps.Copy(t.counts, base.counts)
+		t.total = base.total
+		countTerm(t, in.without, -1)
+	}
+	for _, o := range owners {
+		t := s.terms.terms[o.term]
+		if d, ok := s.domain(s.nodes[o.node], t.key); ok {
+			t.owners[d]++
 		}
 	}
 }
@@ -465,10 +495,7 @@ func (s *solver) nodeZone(n *nodeState) int {
 	if !n.existing {
 		return n.zone
 	}
-	if z, ok := s.zoneIx[n.labels[v1.LabelTopologyZone]]; ok {
-		return z
-	}
-	return -1
+	return n.existingZone
 }
 
 // allowedZones is the mask of zones g's zone-keyed spread, affinity and

@@ -12,6 +12,8 @@ import (
 // anti-affinity are all questions about a term's counts, so pods with the same
 // constraint share one term.
 type term struct {
+	// id identifies the term across solves (key, namespaces, selector).
+	id         string
 	key        string
 	namespaces []string // nil: every namespace
 	selector   labels.Selector
@@ -45,7 +47,7 @@ func (r *termRegistry) register(key string, namespaces []string, sel labels.Sele
 	if i, ok := r.index[id]; ok {
 		return i
 	}
-	r.terms = append(r.terms, &term{key: key, namespaces: namespaces, selector: sel, counts: map[string]int{}, owners: map[string]int{}})
+	r.terms = append(r.terms, &term{id: id, key: key, namespaces: namespaces, selector: sel, counts: map[string]int{}, owners: map[string]int{}})
 	r.index[id] = len(r.terms) - 1
 	return len(r.terms) - 1
 }

@@ -22,6 +22,9 @@ type Input struct {
 	DaemonSets []*corev1.Pod
 	// VolumeZones are the zones a pod's bound volumes confine it to.
 	VolumeZones map[types.UID][]string
+
+	cache   *solveCache
+	without []Node
 }
 
 // Node is an existing or in-flight node.
@@ -67,6 +70,10 @@ type Options struct {
 	SpotRiskWeight float64
 	// MaxInstanceTypes bounds the fallback types kept per NodeClaim; default 60.
 	MaxInstanceTypes int
+
+	// maxNew, when above 0, spares the NodeClaim plans of a plan that opens
+	// more new nodes than it: only Plan.Opened is set.
+	maxNew int
 }
 
 // Plan is the solver's answer.
@@ -78,6 +85,8 @@ type Plan struct {
 	// Unschedulable holds the pods placed nowhere, with a reason a person can
 	// act on.
 	Unschedulable []Unschedulable
+	// Opened counts the new nodes the plan needs.
+	Opened int
 }
 
 // NodeClaimPlan is one new node.
