@@ -82,6 +82,13 @@ var (
 	// InterruptionMessages counts messages read from the interruption queue,
 	// by kind (spot_interruption, rebalance_recommendation, scheduled_change,
 	// state_change, unknown).
+	ConsolidationDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "nodewright_consolidation_evaluation_duration_seconds", Help: "Time one consolidation search over the cluster took.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+	})
+	ConsolidationSavings = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nodewright_consolidation_savings_per_hour_total", Help: "Hourly price in USD that consolidation moves removed (the nodes' price less their replacements'), summed over moves.",
+	})
 	InterruptionMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "nodewright_interruption_messages_total", Help: "Messages received from the interruption queue, by type.",
 	}, []string{MessageType})
@@ -101,5 +108,5 @@ var (
 func init() {
 	crmetrics.Registry.MustRegister(PodsPending, SchedulingDuration, NodeClaimsCreated, NodeClaimsLaunched,
 		NodeClaimsRegistered, NodeClaimsInitialized, NodeClaimsTerminated, LaunchFailures, NodePoolUsage, NodePoolLimit, Cost,
-		DisruptionDecisions, InterruptionMessages, InterruptionMessageAge)
+		DisruptionDecisions, ConsolidationDuration, ConsolidationSavings, InterruptionMessages, InterruptionMessageAge)
 }

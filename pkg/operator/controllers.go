@@ -30,10 +30,12 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 	recorder := mgr.GetEventRecorder("nodewright")
 	batcher := provisioning.NewBatcher(o.Options.BatchIdleDuration, o.Options.BatchMaxDuration)
 	cluster := state.NewCluster(kube)
-	if err := mgr.Add(provisioning.New(kube, cluster, cloud, batcher, recorder, provisioning.Options{SpotRiskWeight: -1})); err != nil {
+	provisioner := provisioning.New(kube, cluster, cloud, batcher, recorder, provisioning.Options{SpotRiskWeight: -1})
+	if err := mgr.Add(provisioner); err != nil {
 		return fmt.Errorf("adding provisioner: %w", err)
 	}
-	if err := mgr.Add(&disruption.Controller{Kube: kube, Recorder: recorder}); err != nil {
+	if err := mgr.Add(&disruption.Controller{Kube: kube, Recorder: recorder, Cluster: cluster, Planner: provisioner,
+		MinSavings: o.Options.ConsolidationMinSavings}); err != nil {
 		return fmt.Errorf("adding disruption: %w", err)
 	}
 	if err := mgr.Add(&garbagecollection.Controller{Kube: kube, Cloud: cloud}); err != nil {

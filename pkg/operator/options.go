@@ -53,6 +53,11 @@ type Options struct {
 	// spot interruption warnings, rebalance recommendations, scheduled
 	// changes and instance state changes. Empty: no interruption handling.
 	InterruptionQueue string
+	// ConsolidationMinSavings is the share of the removed nodes' price a
+	// consolidation replace must save in a WhenEmptyOrUnderutilized pool, so
+	// nodes do not churn for pennies (deletes and Balanced pools are not
+	// bound by it). Default 0.10.
+	ConsolidationMinSavings float64
 	// FeatureGates switch optional behaviours; see FeatureGates.
 	FeatureGates FeatureGates
 }
@@ -121,6 +126,8 @@ func ParseOptions(args []string, env func(string) string) (Options, error) {
 	fs.StringVar(&o.AWSEndpoint, "aws-endpoint", env("AWS_ENDPOINT_URL"), "replace every AWS service endpoint, e.g. a proxy (env AWS_ENDPOINT_URL)")
 	fs.StringVar(&o.ClusterEndpoint, "cluster-endpoint", env("CLUSTER_ENDPOINT"), "API server URL new nodes join (env CLUSTER_ENDPOINT)")
 	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", env("CLUSTER_CIDR"), "the cluster's service CIDR, for node DNS (env CLUSTER_CIDR)")
+	fs.Float64Var(&o.ConsolidationMinSavings, "consolidation-min-savings", floatEnv("CONSOLIDATION_MIN_SAVINGS", 0.10),
+		"share of a node's price a consolidation replace must save, in [0, 1); deletes need none (env CONSOLIDATION_MIN_SAVINGS)")
 	fs.Float64Var(&o.VMMemoryOverheadPercent, "vm-memory-overhead-percent", floatEnv("VM_MEMORY_OVERHEAD_PERCENT", 0.075), "share of memory the hypervisor keeps (env VM_MEMORY_OVERHEAD_PERCENT)")
 	fs.StringVar(&o.InterruptionQueue, "interruption-queue", env("INTERRUPTION_QUEUE"), "SQS queue (name or URL) of EC2 interruption events; empty disables interruption handling (env INTERRUPTION_QUEUE)")
 	gates := envOr("FEATURE_GATES", "")
@@ -164,6 +171,9 @@ func (o Options) Validate() error {
 		if f.value == "" {
 			errs = append(errs, fmt.Errorf("%s is required", f.flag))
 		}
+	}
+	if o.ConsolidationMinSavings < 0 || o.ConsolidationMinSavings >= 1 {
+		errs = append(errs, fmt.Errorf("--consolidation-min-savings must be a fraction in [0, 1), got %v", o.ConsolidationMinSavings))
 	}
 	if o.VMMemoryOverheadPercent < 0 || o.VMMemoryOverheadPercent >= 1 {
 		errs = append(errs, fmt.Errorf("--vm-memory-overhead-percent must be a fraction in [0, 1), got %v", o.VMMemoryOverheadPercent))

@@ -21,7 +21,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 	want := Options{ClusterName: "prod", MetricsAddr: ":8080", HealthProbeAddr: ":8081", LeaderElection: true,
 		LeaderElectionNamespace: "kube-system", BatchIdleDuration: time.Second, BatchMaxDuration: 10 * time.Second, LogLevel: "info",
 		Region: "ap-northeast-2", ClusterEndpoint: "https://api.example", ClusterCIDR: "10.100.0.0/16", VMMemoryOverheadPercent: 0.075,
-		FeatureGates: FeatureGates{DrainOnRebalance: true}}
+		ConsolidationMinSavings: 0.10, FeatureGates: FeatureGates{DrainOnRebalance: true}}
 	if o != want {
 		t.Errorf("defaults = %+v\nwant       %+v", o, want)
 	}
@@ -60,6 +60,7 @@ func TestParseOptionsErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--cluster-name=a"}, nil, "--region (or AWS_REGION) is required"},
 		{with("--cluster-name=a", "--cluster-cidr="), nil, "--cluster-cidr (or CLUSTER_CIDR) is required"},
 		{with("--cluster-name=a", "--vm-memory-overhead-percent=1.5"), nil, "--vm-memory-overhead-percent must be a fraction"},
+		{with("--cluster-name=a", "--consolidation-min-savings=1"), nil, "--consolidation-min-savings must be a fraction"},
 		{with("--cluster-name=a", "--feature-gates=DrainOnRebalanse=false"), nil, `--feature-gates: unknown gate "DrainOnRebalanse" (known: DrainOnRebalance)`},
 		{with("--cluster-name=a"), map[string]string{"FEATURE_GATES": "DrainOnRebalance=nope"}, `--feature-gates: DrainOnRebalance="nope": want DrainOnRebalance=true or DrainOnRebalance=false`},
 		{with("--cluster-name=a", "--feature-gates=DrainOnRebalance"), nil, `--feature-gates: DrainOnRebalance="": want`},

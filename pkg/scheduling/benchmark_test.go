@@ -217,7 +217,7 @@ func settledCluster(b *testing.B, n, perNode int, drop float64) *Consolidation {
 			v1.CapacityTypeLabelKey: ct, v1.NodePoolLabelKey: "general"})
 		c.Nodes = append(c.Nodes, Node{Name: name, Labels: labels, Allocatable: it.Allocatable, Pods: pods})
 		c.Candidates = append(c.Candidates, &ConsolidationCandidate{Node: name, Pool: "general", Policy: v1.ConsolidationPolicyWhenEmptyOrUnderutilized,
-			Price: price, CapacityType: ct, Pods: pods, DisruptionCost: NodeDisruptionCost(pods)})
+			Price: price, InstanceType: it.Name, CapacityType: ct, Pods: pods, DisruptionCost: NodeDisruptionCost(pods)})
 	}
 	SortCandidates(c.Candidates)
 	return c

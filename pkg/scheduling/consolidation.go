@@ -68,8 +68,10 @@ type ConsolidationCandidate struct {
 	// Pool is the node's NodePool and Policy its consolidationPolicy.
 	Pool   string
 	Policy v1.ConsolidationPolicy
-	// Price is the node's hourly price; CapacityType how it was bought.
+	// Price is the node's hourly price; InstanceType and CapacityType what
+	// it is and how it was bought.
 	Price        float64
+	InstanceType string
 	CapacityType string
 	// Pods are the pods that must move if the node goes (not DaemonSet,
 	// mirror or finished pods, which go with it).
@@ -286,9 +288,20 @@ func (c *Consolidation) simulate(set []*ConsolidationCandidate, maxNew int, opts
 		allSpot := lo.EveryBy(set, func(cand *ConsolidationCandidate) bool { return cand.CapacityType == v1.CapacityTypeSpot })
 		slack := ceiling - m.NewPrice
 		for _, claim := range plan.NodeClaims {
-			r, n := restrictPrice(claim, claim.Price()+slack, allSpot)
+			limit := claim.Price() + slack
+			if len(set) > 1 {
+				// Replacing several nodes with a node of one of their own
+				// types is deleting the others, without the launch: that
+				// move is found among the smaller sets.
+				for _, cand := range set {
+					if slices.ContainsFunc(claim.InstanceTypes, func(it catalog.Candidate) bool { return it.Type.Name == cand.InstanceType }) {
+						limit = math.Min(limit, cand.Price)
+					}
+				}
+			}
+			r, n := restrictPrice(claim, limit, allSpot)
 			if r == nil {
-				return nil, "no replacement type stays cheaper than the node"
+				return nil, "no replacement type stays cheaper than the nodes it replaces"
 			}
 			if allSpot && n > 0 && n < MinSpotToSpotTypes {
 				return nil, fmt.Sprintf("a spot replacement could launch as only %d spot types cheaper than the node, fewer than the %d that keep price-capacity-optimized choice",
@@ -296,6 +309,7 @@ func (c *Consolidation) simulate(set []*ConsolidationCandidate, maxNew int, opts
 			}
 			m.Replacements = append(m.Replacements, r)
 		}
+		m.NewPrice = lo.SumBy(m.Replacements, func(r *NodeClaimPlan) float64 { return r.Price() })
 	}
 	if score, balanced := c.score(m); balanced {
 		m.Score = score
@@ -358,6 +372,16 @@ func restrictPrice(claim *NodeClaimPlan, ceiling float64, spot bool) (*NodeClaim
 	}
 	if len(out.InstanceTypes) == 0 {
 		return nil, 0
+	}
+	if out.Offering.Price >= ceiling {
+		// The planned offering is gone: the cheapest left is the launch's
+		// price now.
+		out.Offering = out.InstanceTypes[0].Cheapest()
+		for _, it := range out.InstanceTypes[1:] {
+			if o := it.Cheapest(); o.Price < out.Offering.Price {
+				out.Offering = o
+			}
+		}
 	}
 	reqs := copyReqs(claim.Requirements)
 	reqs.Add(requirements.MustNew(v1.LabelInstanceTypeStable, corev1.NodeSelectorOpIn,

@@ -52,7 +52,7 @@ func (f *fleet) node(typ, capacityType string, policy v1.ConsolidationPolicy, ca
 	}
 	if candidate {
 		f.c.Candidates = append(f.c.Candidates, &ConsolidationCandidate{Node: name, Pool: "default", Policy: policy,
-			Price: price, CapacityType: capacityType, Pods: pods, DisruptionCost: NodeDisruptionCost(pods)})
+			Price: price, InstanceType: typ, CapacityType: capacityType, Pods: pods, DisruptionCost: NodeDisruptionCost(pods)})
 	}
 	return name
 }

@@ -188,6 +188,8 @@ func TestDefaultValuesInstall(t *testing.T) {
 		{authorizationv1.ResourceAttributes{Group: "karpenter.k8s.aws", Resource: "ec2nodeclasses", Verb: "delete"}, false},
 		{authorizationv1.ResourceAttributes{Resource: "pods", Subresource: "eviction", Verb: "create", Namespace: "default"}, true},
 		{authorizationv1.ResourceAttributes{Resource: "nodes", Verb: "patch"}, true},
+		{authorizationv1.ResourceAttributes{Group: "policy", Resource: "poddisruptionbudgets", Verb: "list"}, true},
+		{authorizationv1.ResourceAttributes{Group: "policy", Resource: "poddisruptionbudgets", Verb: "update", Namespace: "default"}, false},
 		{authorizationv1.ResourceAttributes{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: ns}, true},
 		{authorizationv1.ResourceAttributes{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: "default"}, false},
 		{authorizationv1.ResourceAttributes{Resource: "secrets", Verb: "get", Namespace: ns}, false},
@@ -210,7 +212,8 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 	objs := render(t, ns, "replicas=3", "logLevel=debug", "awsEndpoint=https://vpce.example",
 		`serviceAccount.annotations.eks\.amazonaws\.com/role-arn=arn:aws:iam::111122223333:role/nodewright`,
 		"image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-		"metrics.serviceMonitor.enabled=true", "interruptionQueue=my-cluster-interruptions", "featureGates.DrainOnRebalance=false")
+		"metrics.serviceMonitor.enabled=true", "interruptionQueue=my-cluster-interruptions", "featureGates.DrainOnRebalance=false",
+		"consolidationMinSavings=0.25")
 	var kept []*unstructured.Unstructured
 	sawMonitor := false
 	for _, o := range objs {
@@ -243,8 +246,9 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the controller refuses the chart's environment: %v", err)
 	}
-	if opts.InterruptionQueue != "my-cluster-interruptions" || opts.FeatureGates.DrainOnRebalance {
-		t.Errorf("interruptionQueue or featureGates not passed on: queue %q gates %s", opts.InterruptionQueue, opts.FeatureGates)
+	if opts.InterruptionQueue != "my-cluster-interruptions" || opts.FeatureGates.DrainOnRebalance || opts.ConsolidationMinSavings != 0.25 {
+		t.Errorf("interruptionQueue, featureGates or consolidationMinSavings not passed on: queue %q gates %s min savings %v",
+			opts.InterruptionQueue, opts.FeatureGates, opts.ConsolidationMinSavings)
 	}
 	sa := &corev1.ServiceAccount{}
 	if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "nodewright"}, sa); err != nil {

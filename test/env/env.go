@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
+
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/nodewright/nodewright/pkg/catalog"
@@ -103,8 +105,8 @@ func Start(ctx context.Context, cp *harness.ControlPlane, opts Options) (*Env, e
 		ClusterName: ClusterName, MetricsAddr: "0", HealthProbeAddr: "0", LeaderElection: false,
 		BatchIdleDuration: idle, BatchMaxDuration: max, LogLevel: "info", LogWriter: logs,
 		Region: Region, AWSEndpoint: sim.URL, ClusterEndpoint: cp.Config.Host, ClusterCIDR: "10.100.0.0/16",
-		VMMemoryOverheadPercent: catalog.DefaultVMMemoryOverheadPercent,
-		InterruptionQueue:       opts.InterruptionQueue, FeatureGates: gates,
+		VMMemoryOverheadPercent: catalog.DefaultVMMemoryOverheadPercent, ConsolidationMinSavings: disruption.DefaultMinSavings,
+		InterruptionQueue: opts.InterruptionQueue, FeatureGates: gates,
 	})
 	if err != nil {
 		return fail(err)

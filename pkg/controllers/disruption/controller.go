@@ -37,9 +37,41 @@ type Controller struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 
+	// Cluster and Planner let consolidation simulate and launch; without
+	// them only the Methods run.
+	Cluster Snapshotter
+	Planner Planner
+	// MinSavings is the share of a node's price a replace must save under
+	// WhenEmptyOrUnderutilized (--consolidation-min-savings).
+	MinSavings float64
+	// ValidationDelay is how long a consolidation decision must stand
+	// before it is made; default DefaultValidationDelay.
+	ValidationDelay time.Duration
+	// ReplaceDrainWait bounds how long a replaced node waits for its
+	// replacement; default DefaultReplaceDrainWait.
+	ReplaceDrainWait time.Duration
+
 	// blocked says the last evaluation left a node it would have disrupted
 	// to a full budget.
 	blocked bool
+	// pending is the consolidation move waiting for its validation.
+	pending *pendingMove
+	// verdicts are the last reason each candidate was kept, by claim name.
+	verdicts map[string]string
+}
+
+func (c *Controller) validationDelay() time.Duration {
+	if c.ValidationDelay > 0 {
+		return c.ValidationDelay
+	}
+	return DefaultValidationDelay
+}
+
+func (c *Controller) replaceDrainWait() time.Duration {
+	if c.ReplaceDrainWait > 0 {
+		return c.ReplaceDrainWait
+	}
+	return DefaultReplaceDrainWait
 }
 
 // NeedLeaderElection keeps disruption on the leader.
@@ -76,6 +108,10 @@ func (c *Controller) Start(ctx context.Context) error {
 			// deleted go (seconds for an empty node): look again soon.
 			wait = min(interval, 2*time.Second)
 		}
+		if c.pending != nil {
+			// A move waits for its validation: look again when it is due.
+			wait = min(wait, max(time.Until(c.pending.since.Add(c.validationDelay())), 100*time.Millisecond))
+		}
 	}
 }
 
@@ -104,6 +140,13 @@ func (c *Controller) Evaluate(ctx context.Context) ([]*v1.NodeClaim, error) {
 			continue // a static pool keeps its count; a deleted one goes whole
 		}
 		got, err := c.evaluatePool(ctx, np, byPool[np.Name], moving)
+		disrupted = append(disrupted, got...)
+		errs = append(errs, err)
+	}
+	// One method at a time, as Karpenter: nodes just disrupted change what
+	// a consolidation would find.
+	if len(disrupted) == 0 && c.Planner != nil && c.Cluster != nil && !moving {
+		got, err := c.consolidate(ctx, pools.Items, byPool, c.now())
 		disrupted = append(disrupted, got...)
 		errs = append(errs, err)
 	}

@@ -52,20 +52,27 @@ func createPool(t *testing.T, consolidateAfter string, budgets ...v1.Budget) *v1
 	return np
 }
 
-// node creates an initialized claim of pool with its Node, idle since idle,
-// and the pods (nil: none) bound to the node.
-func node(t *testing.T, np *v1.NodePool, idle time.Time, annotations map[string]string, pods ...*corev1.Pod) *v1.NodeClaim {
+// createClaim creates a claim of np, with the termination finalizer.
+func createClaim(t *testing.T, np *v1.NodePool) *v1.NodeClaim {
 	t.Helper()
-	ctx := context.Background()
 	nc := &v1.NodeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: harness.Name("claim"), Labels: map[string]string{v1.NodePoolLabelKey: np.Name},
 			Finalizers: []string{v1.TerminationFinalizer}},
 		Spec: v1.NodeClaimSpec{NodeClassRef: np.Spec.Template.Spec.NodeClassRef,
 			Requirements: []v1.NodeSelectorRequirementWithMinValues{{Key: v1.NodePoolLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{np.Name}}}},
 	}
-	if err := cp.Client.Create(ctx, nc); err != nil {
+	if err := cp.Client.Create(context.Background(), nc); err != nil {
 		t.Fatal(err)
 	}
+	return nc
+}
+
+// node creates an initialized claim of pool with its Node, idle since idle,
+// and the pods (nil: none) bound to the node.
+func node(t *testing.T, np *v1.NodePool, idle time.Time, annotations map[string]string, pods ...*corev1.Pod) *v1.NodeClaim {
+	t.Helper()
+	ctx := context.Background()
+	nc := createClaim(t, np)
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: harness.Name("node"), Annotations: annotations}}
 	if err := cp.Client.Create(ctx, n); err != nil {
 		t.Fatal(err)

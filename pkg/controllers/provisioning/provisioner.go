@@ -95,7 +95,7 @@ func (p *Provisioner) Provision(ctx context.Context) (*Result, error) {
 		metrics.PodsPending.WithLabelValues("fits_nowhere").Set(0)
 		return res, nil
 	}
-	pools, templates, err := p.nodePools(ctx, snap)
+	pools, templates, err := p.SolverPools(ctx, snap)
 	if err != nil {
 		return res, err
 	}
@@ -112,7 +112,7 @@ func (p *Provisioner) Provision(ctx context.Context) (*Result, error) {
 
 	var errs []error
 	for _, c := range plan.NodeClaims {
-		nc, err := p.createNodeClaim(ctx, c, templates[c.NodePool])
+		nc, err := p.Launch(ctx, c, templates[c.NodePool])
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -135,9 +135,11 @@ func (p *Provisioner) Provision(ctx context.Context) (*Result, error) {
 	return res, errors.Join(errs...)
 }
 
-// nodePools turns the NodePools into the solver's, each with the catalog of
-// its node class and its usage against its limits.
-func (p *Provisioner) nodePools(ctx context.Context, snap *state.Snapshot) ([]scheduling.NodePool, map[string]*v1.NodePool, error) {
+// SolverPools turns the NodePools into the solver's, each with the catalog
+// of its node class and its usage against its limits, and returns the
+// NodePools by name. Pools that cannot launch (static, invalid, node class
+// not ready) are left out, with an event saying why.
+func (p *Provisioner) SolverPools(ctx context.Context, snap *state.Snapshot) ([]scheduling.NodePool, map[string]*v1.NodePool, error) {
 	logger := log.FromContext(ctx).WithName("provisioner")
 	var list v1.NodePoolList
 	if err := p.kube.List(ctx, &list); err != nil {
@@ -226,9 +228,11 @@ func largestAllowed(nc *v1.NodeClaim, cat *catalog.Catalog) corev1.ResourceList 
 	return out
 }
 
-// createNodeClaim creates the NodeClaim of one planned node, owned by its
-// NodePool and carrying the template plus the plan's narrowed requirements.
-func (p *Provisioner) createNodeClaim(ctx context.Context, c *scheduling.NodeClaimPlan, np *v1.NodePool) (*v1.NodeClaim, error) {
+// Launch creates the NodeClaim of one planned node, owned by its NodePool
+// and carrying the template plus the plan's narrowed requirements, and
+// tells the cluster state it exists, so that the next round counts it even
+// before the cache sees it.
+func (p *Provisioner) Launch(ctx context.Context, c *scheduling.NodeClaimPlan, np *v1.NodePool) (*v1.NodeClaim, error) {
 	tmpl := np.Spec.Template
 	// c.Labels are the values the plan chose for the pool's custom keys: the
 	// lifecycle controller puts them on the Node when it registers.
