@@ -7,6 +7,9 @@ package state
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +35,20 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	created map[string]createdClaim
+	// nominated are the pods a created claim was planned for, by pod UID.
+	nominated map[types.UID]nomination
 }
+
+// nomination is the claim a pod was planned onto.
+type nomination struct {
+	claim string
+	at    time.Time
+}
+
+// nominationGrace is how long after its claim's node is initialized a
+// nominated pod still counts as placed there: kube-scheduler binds it within
+// seconds, and one it cannot bind is planned again.
+const nominationGrace = time.Minute
 
 type createdClaim struct {
 	claim *v1.NodeClaim
@@ -45,14 +61,24 @@ const createdTTL = time.Minute
 
 // NewCluster reads through reader (the manager's cache).
 func NewCluster(reader client.Reader) *Cluster {
-	return &Cluster{reader: reader, created: map[string]createdClaim{}}
+	return &Cluster{reader: reader, created: map[string]createdClaim{}, nominated: map[types.UID]nomination{}}
 }
 
-// ClaimCreated records a NodeClaim the provisioner just created.
-func (c *Cluster) ClaimCreated(nc *v1.NodeClaim) {
+// ClaimCreated records a NodeClaim the provisioner just created, and the
+// pending pods it was planned for: until kube-scheduler binds them they are
+// counted on the claim, not planned again (a later round placing them
+// differently over the claims in flight could find one no claim fits and
+// launch again).
+func (c *Cluster) ClaimCreated(nc *v1.NodeClaim, pods ...*corev1.Pod) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.created[nc.Name] = createdClaim{nc.DeepCopy(), time.Now()}
+	now := time.Now()
+	c.created[nc.Name] = createdClaim{nc.DeepCopy(), now}
+	for _, p := range pods {
+		if p.Spec.NodeName == "" {
+			c.nominated[p.UID] = nomination{nc.Name, now}
+		}
+	}
 }
 
 // Snapshot is the cluster at one moment, in the solver's terms.
@@ -95,6 +121,7 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 	}
 	s := &Snapshot{Claims: map[string][]*v1.NodeClaim{}, Deleting: map[string][]*v1.NodeClaim{}, VolumeZones: map[types.UID][]string{}, Starting: map[string]bool{}}
 	byNode := map[string][]*corev1.Pod{}
+	var pending []*corev1.Pod
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		switch {
@@ -103,7 +130,7 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 				byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
 			}
 		case Provisionable(p):
-			s.Pending = append(s.Pending, p)
+			pending = append(pending, p)
 		}
 	}
 	for i := range dss.Items {
@@ -141,8 +168,15 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 		}
 	}
 	c.mu.Unlock()
+	// In name order: the claims remembered above come out of a map, and the
+	// solver's answer should not depend on that.
+	for _, list := range s.Claims {
+		slices.SortFunc(list, func(a, b *v1.NodeClaim) int { return strings.Compare(a.Name, b.Name) })
+	}
 
 	hasNode := map[string]bool{}
+	// viewOf is the index in s.Nodes of each live claim's node.
+	viewOf := map[string]int{}
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
 		nc := claimByProvider[n.Spec.ProviderID]
@@ -161,19 +195,74 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 		if nc != nil && !conditionTrue(nc.Status.Conditions, v1.ConditionTypeInitialized) {
 			s.Starting[n.Name] = true
 		}
+		if nc != nil {
+			viewOf[nc.Name] = len(s.Nodes)
+		}
 		s.Nodes = append(s.Nodes, nodeView(n, nc, byNode[n.Name]))
 	}
-	for _, list := range s.Claims {
-		for _, nc := range list {
+	for _, pool := range slices.Sorted(maps.Keys(s.Claims)) {
+		for _, nc := range s.Claims[pool] {
 			if !hasNode[nc.Name] {
+				viewOf[nc.Name] = len(s.Nodes)
 				s.Nodes = append(s.Nodes, inFlightView(nc))
 			}
 		}
 	}
+	s.Pending = append(c.placeNominated(pending, s, viewOf, claimsByName(s)), s.Pending...)
 	if err := c.volumeZones(ctx, s); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// placeNominated puts the pending pods a live claim was created for on that
+// claim's node (they are on their way there) and returns the others. A
+// nomination ends with its claim, or nominationGrace after the claim's node
+// was initialized (kube-scheduler did not bind the pod: plan it again).
+func (c *Cluster) placeNominated(pending []*corev1.Pod, s *Snapshot, viewOf map[string]int, claims map[string]*v1.NodeClaim) []*corev1.Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*corev1.Pod
+	waiting := map[types.UID]bool{}
+	for _, p := range pending {
+		waiting[p.UID] = true
+		nom, ok := c.nominated[p.UID]
+		nc := claims[nom.claim]
+		i, hasView := viewOf[nom.claim]
+		if ok && nc != nil && hasView && !nominationOver(nc) {
+			s.Nodes[i].Pods = append(s.Nodes[i].Pods, p)
+			continue
+		}
+		delete(c.nominated, p.UID)
+		out = append(out, p)
+	}
+	for uid := range c.nominated {
+		if !waiting[uid] {
+			delete(c.nominated, uid) // bound, or gone
+		}
+	}
+	return out
+}
+
+// nominationOver says a claim's node has been initialized for longer than
+// nominationGrace.
+func nominationOver(nc *v1.NodeClaim) bool {
+	for _, cond := range nc.Status.Conditions {
+		if cond.Type == v1.ConditionTypeInitialized && cond.Status == metav1.ConditionTrue {
+			return time.Since(cond.LastTransitionTime.Time) > nominationGrace
+		}
+	}
+	return false
+}
+
+func claimsByName(s *Snapshot) map[string]*v1.NodeClaim {
+	out := map[string]*v1.NodeClaim{}
+	for _, list := range s.Claims {
+		for _, nc := range list {
+			out[nc.Name] = nc
+		}
+	}
+	return out
 }
 
 // volumeZones pins pending pods with bound persistent volumes to the zones

@@ -144,6 +144,27 @@ func TestSnapshotSeesInFlightCapacity(t *testing.T) {
 		t.Error("the unschedulable pod is not pending in the snapshot")
 	}
 
+	// Once a claim is created for it, the pod counts on that claim, not as
+	// pending: a later round must not plan it again. Mutation tried:
+	// ClaimCreated ignoring its pods (the pod stayed pending, and the
+	// provisioning test TestCustomKeysResolvedOntoTheClaim launched an
+	// extra claim in about one run of three).
+	cluster.ClaimCreated(planned, pod)
+	snap, err = cluster.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pendingNamed(snap, "waiting") {
+		t.Error("a pod planned onto a claim in flight is still pending")
+	}
+	onClaim := false
+	for _, n := range snap.Nodes {
+		onClaim = onClaim || n.Name == planned.Name && len(n.Pods) == 1 && n.Pods[0].Name == "waiting"
+	}
+	if !onClaim {
+		t.Error("the nominated pod is not on its claim's node")
+	}
+
 	if err := cp.Client.Delete(ctx, planned); err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +177,18 @@ func TestSnapshotSeesInFlightCapacity(t *testing.T) {
 			t.Error("a deleted claim still offers capacity")
 		}
 	}
+	if !pendingNamed(snap, "waiting") {
+		t.Error("the pod of a deleted claim is not pending again")
+	}
+}
+
+func pendingNamed(snap *Snapshot, name string) bool {
+	for _, p := range snap.Pending {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // The pods of a node being deleted that a controller will recreate are

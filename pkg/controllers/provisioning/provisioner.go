@@ -261,7 +261,7 @@ func (p *Provisioner) Launch(ctx context.Context, c *scheduling.NodeClaimPlan, n
 	if err := p.kube.Create(ctx, nc); err != nil {
 		return nil, fmt.Errorf("creating nodeclaim for nodepool %s: %w", np.Name, err)
 	}
-	p.cluster.ClaimCreated(nc)
+	p.cluster.ClaimCreated(nc, c.Pods...)
 	return nc, nil
 }
 
