@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
 )
@@ -40,6 +42,18 @@ type CloudProvider interface {
 	// node class, for the solver. A node class that is missing or not ready
 	// gives a *NodeClassNotReadyError.
 	Catalog(ctx context.Context, pool *v1.NodePool) (*catalog.Catalog, *catalog.NodeSettings, error)
+	// IsDrifted says why the claim's instance no longer matches its node
+	// class (its hash changed, its image is no longer selected, ...), or ""
+	// when it does or cannot be judged now.
+	IsDrifted(ctx context.Context, claim *v1.NodeClaim) (string, error)
+	// RestampNodeClassHash returns the node class annotations a claim
+	// stamped under another hash version should carry now (nil when it is
+	// current): such a claim is re-stamped instead of drifted, so upgrading
+	// nodewright replaces no node.
+	RestampNodeClassHash(ctx context.Context, claim *v1.NodeClaim) (map[string]string, error)
+	// NodeClass is an empty object of the provider's node class kind, for
+	// controllers that watch node classes (drift).
+	NodeClass() client.Object
 	// Name is the provider's name in logs and metrics.
 	Name() string
 }

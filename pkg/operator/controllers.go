@@ -3,12 +3,14 @@ package operator
 import (
 	"context"
 	"fmt"
+
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/pkg/controllers/disruption"
 	nodetermination "github.com/nodewright/nodewright/pkg/controllers/node/termination"
+	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/drift"
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/expiration"
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/garbagecollection"
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/lifecycle"
@@ -48,6 +50,7 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 		"nodeclaim lifecycle":   &lifecycle.Controller{Kube: kube, Cloud: cloud, Recorder: recorder},
 		"nodeclaim termination": &claimtermination.Controller{Kube: kube, Cloud: cloud, Recorder: recorder, Room: cluster},
 		"nodeclaim expiration":  &expiration.Controller{Kube: kube, Recorder: recorder},
+		"nodeclaim drift":       &drift.Controller{Kube: kube, Cloud: cloud, Recorder: recorder, NodeClass: cloud.NodeClass()},
 		"nodeclaim pod events":  &podevents.Controller{Kube: kube},
 		"node termination":      &nodetermination.Controller{Kube: kube},
 		"nodepool counter":      &counter.Controller{Kube: kube, Prices: cloud},

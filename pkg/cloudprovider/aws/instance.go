@@ -506,6 +506,14 @@ func (p *CloudProvider) launchedClaim(claim *v1.NodeClaim, inst ec2types.Instanc
 	for k, v := range described.Labels {
 		out.Labels[k] = v
 	}
+	if nc != nil {
+		// What the instance was launched from, for drift.
+		if out.Annotations == nil {
+			out.Annotations = map[string]string{}
+		}
+		out.Annotations[awsv1.EC2NodeClassHashAnnotationKey] = nc.Hash()
+		out.Annotations[awsv1.EC2NodeClassHashVersionAnnotationKey] = awsv1.EC2NodeClassHashVersion
+	}
 	out.Status.ProviderID = described.Status.ProviderID
 	out.Status.ImageID = described.Status.ImageID
 	out.Status.Capacity = described.Status.Capacity

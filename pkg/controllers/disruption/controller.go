@@ -30,7 +30,7 @@ type Recorder interface {
 type Controller struct {
 	Kube     client.Client
 	Recorder Recorder
-	// Methods in the order they are tried; default Emptiness only.
+	// Methods in the order they are tried; default Drift, then Emptiness.
 	Methods []Method
 	// Interval between evaluations; default 10 s.
 	Interval time.Duration
@@ -163,7 +163,7 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 	}
 	methods := c.Methods
 	if len(methods) == 0 {
-		methods = []Method{Emptiness{}}
+		methods = []Method{Drift{}, Emptiness{}}
 	}
 	var disrupted []*v1.NodeClaim
 	for _, m := range methods {
@@ -183,7 +183,11 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 				logger.V(1).Info("disruption budget reached, not disrupting", "nodeclaim", cand.Claim.Name, "reason", m.Reason(), "deleting", deleting)
 				continue
 			}
-			outcome, err := controllers.Disrupt(ctx, c.Kube, cand.Claim, m.Annotation(), time.Time{}, now)
+			var drainBy time.Time
+			if w := m.DrainWait(); w > 0 {
+				drainBy = now.Add(w)
+			}
+			outcome, err := controllers.Disrupt(ctx, c.Kube, cand.Claim, m.Annotation(), drainBy, now)
 			if err != nil {
 				return disrupted, err
 			}
@@ -193,7 +197,7 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 			allowed--
 			deleting++
 			disrupted = append(disrupted, cand.Claim)
-			note := fmt.Sprintf("Disrupting: %s since %s (consolidateAfter %s)", m.Reason(), cand.Idle.UTC().Format(time.RFC3339), np.Spec.Disruption.ConsolidateAfter.String())
+			note := fmt.Sprintf("Disrupting: %s", m.Describe(cand))
 			c.Recorder.Eventf(cand.Claim, nil, corev1.EventTypeNormal, "DisruptionLaunched", "Disrupt", "%s", note)
 			c.Recorder.Eventf(cand.Node, nil, corev1.EventTypeNormal, "DisruptionLaunched", "Disrupt", "%s", note)
 			logger.Info("disrupting nodeclaim", "nodeclaim", cand.Claim.Name, "node", cand.Node.Name, "reason", m.Annotation(), "idleSince", cand.Idle)

@@ -28,6 +28,14 @@ func (Emptiness) Reason() v1.DisruptionReason { return v1.DisruptionReasonEmpty 
 // Annotation is "empty".
 func (Emptiness) Annotation() string { return "empty" }
 
+// Describe says since when c is empty.
+func (Emptiness) Describe(c *Candidate) string {
+	return fmt.Sprintf("Empty since %s (consolidateAfter %s)", c.Idle.UTC().Format(time.RFC3339), c.Pool.Spec.Disruption.ConsolidateAfter.String())
+}
+
+// DrainWait is 0: an empty node has nothing to move.
+func (Emptiness) DrainWait() time.Duration { return 0 }
+
 // ShouldDisrupt reports whether c has been empty for consolidateAfter.
 func (Emptiness) ShouldDisrupt(c *Candidate, now time.Time) (bool, string) {
 	after := c.Pool.Spec.Disruption.ConsolidateAfter

@@ -45,4 +45,10 @@ type Method interface {
 	// Annotation is the reason recorded on a disrupted claim and in
 	// nodewright_disruption_decisions_total ("empty", ...).
 	Annotation() string
+	// DrainWait is how long a disrupted node may wait for its pods to have
+	// room on other initialized nodes before it drains anyway; 0 drains at
+	// once (nothing to move).
+	DrainWait() time.Duration
+	// Describe says, for the events, why c is disrupted.
+	Describe(c *Candidate) string
 }

@@ -237,7 +237,10 @@ func (p *Provisioner) Launch(ctx context.Context, c *scheduling.NodeClaimPlan, n
 	// c.Labels are the values the plan chose for the pool's custom keys: the
 	// lifecycle controller puts them on the Node when it registers.
 	labels := lo.Assign(map[string]string{v1.NodePoolLabelKey: np.Name}, tmpl.Labels, c.Labels)
-	annotations := lo.Assign(tmpl.Annotations)
+	// The template's hash, so that a later change to it drifts the claim.
+	annotations := lo.Assign(tmpl.Annotations, map[string]string{
+		v1.NodePoolHashAnnotationKey: np.Hash(), v1.NodePoolHashVersionAnnotationKey: v1.NodePoolHashVersion,
+	})
 	nc := &v1.NodeClaim{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: np.Name + "-",

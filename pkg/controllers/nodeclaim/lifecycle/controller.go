@@ -133,6 +133,13 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 	for k, v := range launched.Labels {
 		nc.Labels[k] = v
 	}
+	// And the annotations the cloud records for drift (its node class's hash).
+	if len(launched.Annotations) > 0 && nc.Annotations == nil {
+		nc.Annotations = map[string]string{}
+	}
+	for k, v := range launched.Annotations {
+		nc.Annotations[k] = v
+	}
 	if err := c.Kube.Patch(ctx, nc, patch); err != nil {
 		return ctrl.Result{}, fmt.Errorf("labelling nodeclaim %s: %w", nc.Name, err)
 	}

@@ -1,0 +1,60 @@
+package aws
+
+import (
+	"context"
+	"testing"
+
+	"k8s.io/utils/ptr"
+
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+	v1 "github.com/nodewright/nodewright/apis/v1"
+)
+
+// A launched claim records its class's hash; it drifts when the class's
+// static fields change (not under another hash version, where it is
+// re-stamped instead) and when its image is no longer among the class's
+// resolved AMIs (here the class is pinned to the previous release).
+// Mutation tried: IsDrifted ignoring status.amis (the pinned class's claim
+// not drifted).
+func TestIsDrifted(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	nc := e.resolved(t, seedNodeClass(t))
+	p := e.cloudProvider(t, nc)
+	claim, err := p.Create(ctx, newClaim(nc.Name, req(v1.CapacityTypeLabelKey, v1.CapacityTypeOnDemand), req(v1.LabelInstanceTypeStable, seedTypes...), req(v1.LabelTopologyZone, seedZones...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claim.Annotations[awsv1.EC2NodeClassHashAnnotationKey] != nc.Hash() || claim.Annotations[awsv1.EC2NodeClassHashVersionAnnotationKey] != awsv1.EC2NodeClassHashVersion {
+		t.Fatalf("launched claim annotations %v: want the class's hash", claim.Annotations)
+	}
+	if reason, err := p.IsDrifted(ctx, claim); err != nil || reason != "" {
+		t.Fatalf("fresh claim drifted: %q %v", reason, err)
+	}
+
+	changed := nc.DeepCopy()
+	changed.Spec.Tags = map[string]string{"team": "b"}
+	if reason, _ := e.cloudProvider(t, changed).IsDrifted(ctx, claim); reason != DriftNodeClass {
+		t.Errorf("after a tag change: %q, want %s", reason, DriftNodeClass)
+	}
+	oldVersion := claim.DeepCopy()
+	oldVersion.Annotations[awsv1.EC2NodeClassHashVersionAnnotationKey] = "v0"
+	if reason, _ := e.cloudProvider(t, changed).IsDrifted(ctx, oldVersion); reason != "" {
+		t.Errorf("a claim of another hash version drifted: %q", reason)
+	}
+	if got, _ := e.cloudProvider(t, changed).RestampNodeClassHash(ctx, oldVersion); got[awsv1.EC2NodeClassHashAnnotationKey] != changed.Hash() {
+		t.Errorf("re-stamp %v, want the class's current hash", got)
+	}
+
+	pinned := seedNodeClass(t)
+	pinned.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{ID: "ami-0a2023000000000a0"}}
+	pinned.Spec.AMIFamily = ptr.To("AL2023")
+	pinned = e.resolved(t, pinned)
+	// As if launched from the pinned class (amiFamily is hashed), but with
+	// the current image.
+	launchedFromPinned := claim.DeepCopy()
+	launchedFromPinned.Annotations[awsv1.EC2NodeClassHashAnnotationKey] = pinned.Hash()
+	if reason, _ := e.cloudProvider(t, pinned).IsDrifted(ctx, launchedFromPinned); reason != DriftAMI {
+		t.Errorf("with the class pinned to another image: %q, want %s", reason, DriftAMI)
+	}
+}
