@@ -30,7 +30,8 @@ type Recorder interface {
 type Controller struct {
 	Kube     client.Client
 	Recorder Recorder
-	// Methods in the order they are tried; default Drift, then Emptiness.
+	// Methods in the order they are tried; default Repair, Drift, then
+	// Emptiness (Karpenter's order).
 	Methods []Method
 	// Interval between evaluations; default 10 s.
 	Interval time.Duration
@@ -163,7 +164,7 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 	}
 	methods := c.Methods
 	if len(methods) == 0 {
-		methods = []Method{Drift{}, Emptiness{}}
+		methods = []Method{Repair{}, Drift{}, Emptiness{}}
 	}
 	var disrupted []*v1.NodeClaim
 	for _, m := range methods {
@@ -255,5 +256,10 @@ func (c *Controller) candidates(ctx context.Context, np *v1.NodePool, claims []*
 		out = append(out, &Candidate{Claim: nc, Node: node, Pool: np, Pods: lo.ToSlicePtr(pods.Items), Idle: idle, NeverUsed: neverUsed, PodsMoving: moving})
 	}
 	slices.SortFunc(out, func(a, b *Candidate) int { return a.Idle.Compare(b.Idle) })
+	now := c.now()
+	sick := lo.CountBy(out, func(cand *Candidate) bool { return unhealthy(cand.Node, now) })
+	for _, cand := range out {
+		cand.PoolSize, cand.PoolUnhealthy = len(claims), sick
+	}
 	return out, nil
 }

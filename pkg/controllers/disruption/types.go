@@ -33,6 +33,9 @@ type Candidate struct {
 	// somewhere in the cluster: a new, never used node may be their
 	// replacement.
 	PodsMoving bool
+	// PoolSize counts the pool's claims; PoolUnhealthy its candidates whose
+	// node has been NotReady for RepairToleration.
+	PoolSize, PoolUnhealthy int
 }
 
 // Method is one way of choosing nodes to disrupt.

@@ -1,0 +1,63 @@
+package disruption
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/controllers"
+)
+
+// notReady sets nc's node Ready condition to status since since.
+func notReady(t *testing.T, nc *v1.NodeClaim, status corev1.ConditionStatus, since time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	n := &corev1.Node{}
+	if err := cp.Client.Get(ctx, types.NamespacedName{Name: nc.Status.NodeName}, n); err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, Reason: "NodeStatusUnknown",
+		LastHeartbeatTime: metav1.NewTime(since), LastTransitionTime: metav1.NewTime(since)}}
+	if err := cp.Client.Status().Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A node NotReady for 30 minutes is replaced, one NotReady for less is not;
+// when more than 20 % of a pool is NotReady, none is. Mutations tried: no
+// 20 % cap (the outage pool's three nodes repaired); toleration ignored (the
+// recent one repaired).
+func TestUnhealthyNodesAreRepaired(t *testing.T) {
+	ctx := context.Background()
+	np := createPool(t, "Never", v1.Budget{Nodes: "100%"})
+	var claims []*v1.NodeClaim
+	for range 10 {
+		claims = append(claims, node(t, np, now, nil, pod("web", "ReplicaSet")))
+	}
+	notReady(t, claims[0], corev1.ConditionUnknown, now.Add(-31*time.Minute))
+	notReady(t, claims[1], corev1.ConditionFalse, now.Add(-10*time.Minute))
+
+	outage := createPool(t, "Never", v1.Budget{Nodes: "100%"})
+	for i := range 5 {
+		nc := node(t, outage, now, nil)
+		if i < 2 {
+			notReady(t, nc, corev1.ConditionUnknown, now.Add(-time.Hour))
+		}
+	}
+	c := &Controller{Kube: cp.Client, Recorder: &recorder{reasons: map[string][]string{}}, Now: func() time.Time { return now }}
+	got, err := c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != claims[0].Name {
+		t.Fatalf("repaired %v, want only %s (NotReady 31 min); %s is NotReady 10 min, the outage pool has 2 of 5 down", names(got), claims[0].Name, claims[1].Name)
+	}
+	if got[0].Annotations[controllers.DisruptionReasonAnnotation] != "unhealthy" {
+		t.Errorf("reason %q", got[0].Annotations[controllers.DisruptionReasonAnnotation])
+	}
+}
