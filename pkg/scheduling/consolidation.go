@@ -85,6 +85,8 @@ type ConsolidationCandidate struct {
 type Move struct {
 	Candidates   []*ConsolidationCandidate
 	Replacements []*NodeClaimPlan
+	// Existing are the pods the move puts on nodes that stay, by node.
+	Existing map[string][]*corev1.Pod
 	// Price is what the candidates cost per hour, NewPrice the replacements.
 	Price, NewPrice float64
 	// Score is the Balanced score (savings share over disruption share of
@@ -278,6 +280,7 @@ func (c *Consolidation) simulate(set []*ConsolidationCandidate, maxNew int, opts
 	if plan.Opened > maxNew {
 		return nil, fmt.Sprintf("its pods fit elsewhere only with %d new nodes", plan.Opened)
 	}
+	m.Existing = plan.Existing
 	m.NewPrice = plan.Cost()
 	if len(plan.NodeClaims) > 0 {
 		ceiling := c.ceiling(set, m.Price)

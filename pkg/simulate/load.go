@@ -29,8 +29,13 @@ import (
 type Input struct {
 	NodePools   []*v1.NodePool
 	NodeClasses map[string]*awsv1.EC2NodeClass
-	// Pods are the workloads expanded into pods, in file order.
+	// Pods are the workloads expanded into pods, in file order, not bound
+	// to a node.
 	Pods []*corev1.Pod
+	// Nodes are running nodes (kind Node) for a consolidation preview, and
+	// Bound the pods whose spec.nodeName names one of them, by node name.
+	Nodes []*corev1.Node
+	Bound map[string][]*corev1.Pod
 }
 
 // document is one YAML document of a file and where it starts.
@@ -98,7 +103,7 @@ func (d document) errorf(err error, format string, args ...any) error {
 // Load reads every file and expands the workloads. Each error names its
 // file and line; every bad document is reported, not just the first.
 func Load(files map[string][]byte, order []string) (*Input, []error) {
-	in := &Input{NodeClasses: map[string]*awsv1.EC2NodeClass{}}
+	in := &Input{NodeClasses: map[string]*awsv1.EC2NodeClass{}, Bound: map[string][]*corev1.Pod{}}
 	var errs []error
 	for _, name := range order {
 		for _, d := range split(name, files[name]) {
@@ -148,7 +153,25 @@ func (in *Input) add(d document, meta metav1.TypeMeta) error {
 		if err := decode(p); err != nil {
 			return err
 		}
+		if p.Spec.NodeName != "" {
+			if p.Namespace == "" {
+				p.Namespace = "default"
+			}
+			in.Bound[p.Spec.NodeName] = append(in.Bound[p.Spec.NodeName], p)
+			return nil
+		}
 		in.expand(p.ObjectMeta, p.Spec, 1)
+	case meta.Kind == "Node" && meta.APIVersion == "v1":
+		n := &corev1.Node{}
+		if err := decode(n); err != nil {
+			return err
+		}
+		for _, key := range []string{corev1.LabelInstanceTypeStable, corev1.LabelTopologyZone, v1.CapacityTypeLabelKey} {
+			if n.Labels[key] == "" {
+				return d.errorf(fmt.Errorf("metadata.labels needs %s to price the node", key), "Node %s", n.Name)
+			}
+		}
+		in.Nodes = append(in.Nodes, n)
 	case meta.Kind == "Deployment" && meta.APIVersion == "apps/v1":
 		o := &appsv1.Deployment{}
 		if err := decode(o); err != nil {
@@ -182,7 +205,7 @@ func (in *Input) add(d document, meta metav1.TypeMeta) error {
 	case meta.Kind == "" || meta.APIVersion == "":
 		return d.errorf(fmt.Errorf("apiVersion and kind are required"), "document")
 	default:
-		return d.errorf(fmt.Errorf("not a NodePool, EC2NodeClass, Pod, Deployment, ReplicaSet, StatefulSet or Job"), "%s %s", meta.APIVersion, meta.Kind)
+		return d.errorf(fmt.Errorf("not a NodePool, EC2NodeClass, Node, Pod, Deployment, ReplicaSet, StatefulSet or Job"), "%s %s", meta.APIVersion, meta.Kind)
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package simulate
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +17,7 @@ import (
 	"github.com/nodewright/nodewright/pkg/cloudprovider/aws"
 	"github.com/nodewright/nodewright/pkg/scheduling"
 	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
+	"github.com/samber/lo"
 )
 
 // DefaultRegion is used when neither --catalog nor a NodePool's zones name
@@ -31,11 +34,14 @@ type Report struct {
 	OnDemand float64
 	// Skipped names NodePools that could not be used and why.
 	Skipped []string
+	// Preview is what consolidation would do to the files' Nodes (nil
+	// when there are none).
+	Preview *Preview
 }
 
 // Run plans for the input's pods. region may be empty: it is then read from
 // the NodePools' zone requirements, else DefaultRegion.
-func Run(in *Input, region string) (*Report, error) {
+func Run(in *Input, region string, minSavings float64) (*Report, error) {
 	if region == "" {
 		region = inferRegion(in.NodePools)
 	}
@@ -71,7 +77,18 @@ func Run(in *Input, region string) (*Report, error) {
 		}
 		pools = append(pools, pool)
 	}
-	rep.Plan = scheduling.Solve(scheduling.Input{Pods: in.Pods, NodePools: pools}, scheduling.Options{SpotRiskWeight: -1})
+	// Pending pods go to the room the files' Nodes have first.
+	views, err := in.nodeViews(cat, lo.KeyBy(pools, func(p scheduling.NodePool) string { return p.Name }))
+	if err != nil {
+		return nil, err
+	}
+	existing := lo.Map(slices.Sorted(maps.Keys(views)), func(name string, _ int) scheduling.Node { return views[name].node })
+	rep.Plan = scheduling.Solve(scheduling.Input{Pods: in.Pods, Nodes: existing, NodePools: pools}, scheduling.Options{SpotRiskWeight: -1})
+	if len(in.Nodes) > 0 {
+		if rep.Preview, err = in.Consolidate(cat, pools, minSavings); err != nil {
+			return nil, err
+		}
+	}
 	for _, c := range rep.Plan.NodeClaims {
 		price, _ := cat.Price(c.InstanceTypes[0].Type.Name, c.Offering.Zone, v1.CapacityTypeOnDemand)
 		rep.OnDemand += price
@@ -121,6 +138,9 @@ func (r *Report) Print(w io.Writer) error {
 		fmt.Fprintf(w, "; the same nodes on demand: $%.4f/hour (%.0f%% saved)", r.OnDemand, 100*(1-cost/r.OnDemand))
 	}
 	fmt.Fprintln(w)
+	if r.Preview != nil {
+		r.Preview.Print(w)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,7 +51,7 @@ func TestSeedFixturesPlan(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	rep, err := Run(in, "")
+	rep, err := Run(in, "", 0.1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ spec:
 	if len(in.Pods) != 3+4+1 {
 		t.Fatalf("%d pods, want 3 replicas + 4 (completions cap parallelism) + 1", len(in.Pods))
 	}
-	rep, err := Run(in, "")
+	rep, err := Run(in, "", 0.1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,4 +201,57 @@ spec:
 	if code := Main([]string{"-f", filepath.Join(dir, "missing.yaml")}, nil, &stdout, &stderr); code != 1 {
 		t.Errorf("missing file: exit %d, want 1", code)
 	}
+}
+
+// Nodes and the pods bound to them: the preview moves the three web pods
+// onto as few, cheap nodes as hold them, keeps the node of the
+// do-not-disrupt pod and says why, and prices before and after.
+// Mutation tried: the preview ignoring do-not-disrupt (held consolidated).
+func TestConsolidationPreview(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-f", filepath.Join(fixtures.SeedDir(), fixtures.NodePoolBatch), "-f", filepath.Join(fixtures.SeedDir(), fixtures.EC2NodeClassDefault),
+		"-f", filepath.Join("testdata", "cluster.yaml")}
+	if code := Main(args, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"Consolidation preview: 4 nodes", "kept held: a pod on it is annotated karpenter.sh/do-not-disrupt", "After: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	contents := map[string][]byte{}
+	for _, p := range everyOther(args) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		contents[p] = data
+	}
+	in, errs := Load(contents, everyOther(args))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	rep, err := Run(in, "", 0.1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv := rep.Preview
+	if pv == nil || len(pv.Moves) == 0 || pv.After >= pv.Before || pv.NodesAfter >= pv.NodesBefore {
+		t.Fatalf("preview %+v: want moves that lower the price and the node count", pv)
+	}
+	for _, m := range pv.Moves {
+		if slices.Contains(m.Replaces, "held") {
+			t.Errorf("the do-not-disrupt node was moved: %s", m.What)
+		}
+	}
+}
+
+// everyOther are the values of "-f value" pairs.
+func everyOther(args []string) []string {
+	var out []string
+	for i := 1; i < len(args); i += 2 {
+		out = append(out, args[i])
+	}
+	return out
 }
