@@ -82,6 +82,9 @@ var (
 	// InterruptionMessages counts messages read from the interruption queue,
 	// by kind (spot_interruption, rebalance_recommendation, scheduled_change,
 	// state_change, unknown).
+	PodsDisrupted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodewright_disruption_pods_disrupted_total", Help: "Workload pods on the nodes the disruption controller disrupted, by nodepool and reason.",
+	}, []string{NodePool, "reason"})
 	ConsolidationDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "nodewright_consolidation_evaluation_duration_seconds", Help: "Time one consolidation search over the cluster took.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
@@ -108,5 +111,5 @@ var (
 func init() {
 	crmetrics.Registry.MustRegister(PodsPending, SchedulingDuration, NodeClaimsCreated, NodeClaimsLaunched,
 		NodeClaimsRegistered, NodeClaimsInitialized, NodeClaimsTerminated, LaunchFailures, NodePoolUsage, NodePoolLimit, Cost,
-		DisruptionDecisions, ConsolidationDuration, ConsolidationSavings, InterruptionMessages, InterruptionMessageAge)
+		DisruptionDecisions, PodsDisrupted, ConsolidationDuration, ConsolidationSavings, InterruptionMessages, InterruptionMessageAge)
 }

@@ -18,6 +18,9 @@ func TestMetricsAreRegisteredAndConventional(t *testing.T) {
 	DisruptionDecisions.WithLabelValues("p", "spot_interrupted", "replace").Inc()
 	InterruptionMessages.WithLabelValues("spot_interruption").Inc()
 	InterruptionMessageAge.Observe(0.3)
+	PodsDisrupted.WithLabelValues("p", "underutilized").Add(2)
+	ConsolidationDuration.Observe(0.2)
+	ConsolidationSavings.Add(0.1)
 	families, err := crmetrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +33,8 @@ func TestMetricsAreRegisteredAndConventional(t *testing.T) {
 	}
 	for _, want := range []string{"nodewright_nodeclaims_launched_total", "nodewright_scheduling_duration_seconds", "nodewright_pods_pending",
 		"nodewright_launch_failures_total", "nodewright_disruption_decisions_total", "nodewright_interruption_messages_total",
-		"nodewright_interruption_message_age_seconds"} {
+		"nodewright_interruption_message_age_seconds", "nodewright_disruption_pods_disrupted_total", "nodewright_consolidation_evaluation_duration_seconds",
+		"nodewright_consolidation_savings_per_hour_total"} {
 		found := false
 		for _, n := range ours {
 			found = found || n == want

@@ -202,6 +202,7 @@ func (c *Controller) execute(ctx context.Context, move *scheduling.Move, byNode 
 			continue
 		}
 		disrupted = append(disrupted, cand.Claim)
+		metrics.PodsDisrupted.WithLabelValues(mc.Pool, UnderutilizedAnnotation).Add(float64(len(mc.Pods)))
 		c.Recorder.Eventf(cand.Claim, nil, corev1.EventTypeNormal, "DisruptionLaunched", "Disrupt", "%s", note)
 		c.Recorder.Eventf(cand.Node, nil, corev1.EventTypeNormal, "DisruptionLaunched", "Disrupt", "%s", note)
 	}

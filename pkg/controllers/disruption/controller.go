@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,6 +19,7 @@ import (
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/controllers"
+	"github.com/nodewright/nodewright/pkg/metrics"
 )
 
 // Recorder emits Kubernetes events.
@@ -162,6 +164,9 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 	if err != nil {
 		return nil, err
 	}
+	for _, cand := range candidates {
+		c.setEmpty(ctx, cand, now)
+	}
 	methods := c.Methods
 	if len(methods) == 0 {
 		methods = []Method{Repair{}, Drift{}, Emptiness{}}
@@ -198,6 +203,7 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 			allowed--
 			deleting++
 			disrupted = append(disrupted, cand.Claim)
+			metrics.PodsDisrupted.WithLabelValues(np.Name, m.Annotation()).Add(float64(workloadPods(cand.Pods)))
 			note := fmt.Sprintf("Disrupting: %s", m.Describe(cand))
 			c.Recorder.Eventf(cand.Claim, nil, corev1.EventTypeNormal, "DisruptionLaunched", "Disrupt", "%s", note)
 			c.Recorder.Eventf(cand.Node, nil, corev1.EventTypeNormal, "DisruptionLaunched", "Disrupt", "%s", note)
@@ -206,6 +212,27 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 		candidates = slices.DeleteFunc(candidates, func(cand *Candidate) bool { return slices.Contains(disrupted, cand.Claim) })
 	}
 	return disrupted, nil
+}
+
+// setEmpty keeps the claim's Empty condition: True while its node runs no
+// workload pod (since the last pod left, or its initialization), removed
+// otherwise. Emptiness counts consolidateAfter from the same moment.
+func (c *Controller) setEmpty(ctx context.Context, cand *Candidate, now time.Time) {
+	empty := workloadPods(cand.Pods) == 0
+	old := meta.FindStatusCondition(cand.Claim.Status.Conditions, v1.ConditionTypeEmpty)
+	if empty == (old != nil) {
+		return
+	}
+	patch := client.MergeFrom(cand.Claim.DeepCopy())
+	if empty {
+		meta.SetStatusCondition(&cand.Claim.Status.Conditions, metav1.Condition{Type: v1.ConditionTypeEmpty, Status: metav1.ConditionTrue,
+			Reason: "Empty", Message: "no workload pod runs on the node", LastTransitionTime: metav1.NewTime(cand.Idle), ObservedGeneration: cand.Claim.Generation})
+	} else {
+		meta.RemoveStatusCondition(&cand.Claim.Status.Conditions, v1.ConditionTypeEmpty)
+	}
+	if err := c.Kube.Status().Patch(ctx, cand.Claim, patch); err != nil {
+		log.FromContext(ctx).V(1).Info("writing Empty condition", "nodeclaim", cand.Claim.Name, "error", err.Error())
+	}
 }
 
 // podsMoving reports whether any claim being deleted still has workload

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -153,6 +154,17 @@ func TestEmptyNodesGoWithinTheBudget(t *testing.T) {
 	}
 	if !slices.Contains(rec.reasons[oldest.Name], "DisruptionLaunched") {
 		t.Errorf("events %v", rec.reasons)
+	}
+	// The empty node left for the budget says so; the busy one does not.
+	// Mutation tried: setEmpty not called (no claim had the condition).
+	for claim, want := range map[*v1.NodeClaim]bool{older: true, busy: false} {
+		got := &v1.NodeClaim{}
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(claim), got); err != nil {
+			t.Fatal(err)
+		}
+		if empty := meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionTypeEmpty); empty != want {
+			t.Errorf("claim %s: Empty condition %v, want %v", claim.Name, empty, want)
+		}
 	}
 
 	// The budget is spent while the first is still terminating.
