@@ -18,6 +18,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -29,7 +31,6 @@ import (
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
-	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/test/env"
 	"github.com/nodewright/nodewright/test/fixtures"
 	"github.com/nodewright/nodewright/test/harness"
@@ -254,7 +255,7 @@ func follow(ctx context.Context, cp *harness.ControlPlane, ns, name string, inte
 			if meta.IsStatusConditionTrue(nc.Status.Conditions, v1.ConditionTypeReady) {
 				ready++
 			}
-			if reason := nc.Annotations[controllers.DisruptionReasonAnnotation]; reason != "" && !disrupted[nc.Name] {
+			if reason := nc.Annotations[disruption.DisruptionReasonAnnotation]; reason != "" && !disrupted[nc.Name] {
 				disrupted[nc.Name] = true
 				fmt.Printf("  %5.1fs  nodeclaim/%s disrupted (%s): node cordoned, replacement launching, pods move once it is up\n",
 					time.Since(start).Seconds(), nc.Name, reason)

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
-	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/pkg/metrics"
 	"github.com/nodewright/nodewright/pkg/scheduling"
 	"github.com/nodewright/nodewright/pkg/state"
@@ -194,11 +193,11 @@ func (c *Controller) execute(ctx context.Context, move *scheduling.Move, byNode 
 	var disrupted []*v1.NodeClaim
 	for _, mc := range move.Candidates {
 		cand := byNode[mc.Node]
-		outcome, err := controllers.Disrupt(ctx, c.Kube, cand.Claim, UnderutilizedAnnotation, drainBy, now)
+		outcome, err := Disrupt(ctx, c.Kube, cand.Claim, UnderutilizedAnnotation, drainBy, now)
 		if err != nil {
 			return disrupted, err
 		}
-		if outcome != controllers.Disrupted {
+		if outcome != Disrupted {
 			continue
 		}
 		disrupted = append(disrupted, cand.Claim)

@@ -19,7 +19,6 @@ import (
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
-	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/pkg/scheduling"
 	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
 	"github.com/nodewright/nodewright/pkg/state"
@@ -184,8 +183,8 @@ func TestConsolidationReplacesAfterValidation(t *testing.T) {
 	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(big), fresh); err != nil {
 		t.Fatal(err)
 	}
-	drainBy, waits := controllers.DrainBy(fresh)
-	if fresh.DeletionTimestamp.IsZero() || fresh.Annotations[controllers.DisruptionReasonAnnotation] != UnderutilizedAnnotation ||
+	drainBy, waits := DrainBy(fresh)
+	if fresh.DeletionTimestamp.IsZero() || fresh.Annotations[DisruptionReasonAnnotation] != UnderutilizedAnnotation ||
 		!waits || !drainBy.After(at) {
 		t.Errorf("claim: deleting %v, annotations %v: want underutilized, draining only after its replacement", !fresh.DeletionTimestamp.IsZero(), fresh.Annotations)
 	}
@@ -242,7 +241,7 @@ func TestConsolidationDeletes(t *testing.T) {
 		}
 		t.Fatalf("disrupted %v with %d launches, want one of the two deleted", names(got), len(p.launched))
 	}
-	if _, waits := controllers.DrainBy(got[0]); waits {
+	if _, waits := DrainBy(got[0]); waits {
 		t.Error("a delete waits for a replacement")
 	}
 }

@@ -193,11 +193,11 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 			if w := m.DrainWait(); w > 0 {
 				drainBy = now.Add(w)
 			}
-			outcome, err := controllers.Disrupt(ctx, c.Kube, cand.Claim, m.Annotation(), drainBy, now)
+			outcome, err := Disrupt(ctx, c.Kube, cand.Claim, m.Annotation(), drainBy, now)
 			if err != nil {
 				return disrupted, err
 			}
-			if outcome != controllers.Disrupted {
+			if outcome != Disrupted {
 				continue
 			}
 			allowed--

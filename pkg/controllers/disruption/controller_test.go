@@ -146,10 +146,10 @@ func TestEmptyNodesGoWithinTheBudget(t *testing.T) {
 	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(oldest), fresh); err != nil {
 		t.Fatal(err)
 	}
-	if fresh.DeletionTimestamp.IsZero() || fresh.Annotations[controllers.DisruptionReasonAnnotation] != "empty" {
+	if fresh.DeletionTimestamp.IsZero() || fresh.Annotations[DisruptionReasonAnnotation] != "empty" {
 		t.Errorf("claim %s: deleting %v, annotations %v", oldest.Name, !fresh.DeletionTimestamp.IsZero(), fresh.Annotations)
 	}
-	if _, waits := controllers.DrainBy(fresh); waits {
+	if _, waits := DrainBy(fresh); waits {
 		t.Error("an empty node waits for a replacement")
 	}
 	if !slices.Contains(rec.reasons[oldest.Name], "DisruptionLaunched") {

@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
-	"github.com/nodewright/nodewright/pkg/controllers"
 )
 
 // drifted marks nc Drifted, as the drift controller does.
@@ -46,10 +45,10 @@ func TestDriftedNodesAreReplacedWithinTheBudget(t *testing.T) {
 	if len(got) != 1 || (got[0].Name != busy.Name && got[0].Name != other.Name) {
 		t.Fatalf("disrupted %v, want one of the two drifted nodes (budget 1); %s is held, %s not drifted", names(got), held.Name, fine.Name)
 	}
-	if got[0].Annotations[controllers.DisruptionReasonAnnotation] != "drifted" {
-		t.Errorf("reason %q", got[0].Annotations[controllers.DisruptionReasonAnnotation])
+	if got[0].Annotations[DisruptionReasonAnnotation] != "drifted" {
+		t.Errorf("reason %q", got[0].Annotations[DisruptionReasonAnnotation])
 	}
-	if by, waits := controllers.DrainBy(got[0]); !waits || !by.After(now) {
+	if by, waits := DrainBy(got[0]); !waits || !by.After(now) {
 		t.Errorf("a drifted node does not wait for its replacement: drain-by %v", by)
 	}
 	if again, err := c.Evaluate(ctx); err != nil || len(again) != 0 {

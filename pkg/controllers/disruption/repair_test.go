@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
-	"github.com/nodewright/nodewright/pkg/controllers"
 )
 
 // notReady sets nc's node Ready condition to status since since.
@@ -57,7 +56,7 @@ func TestUnhealthyNodesAreRepaired(t *testing.T) {
 	if len(got) != 1 || got[0].Name != claims[0].Name {
 		t.Fatalf("repaired %v, want only %s (NotReady 31 min); %s is NotReady 10 min, the outage pool has 2 of 5 down", names(got), claims[0].Name, claims[1].Name)
 	}
-	if got[0].Annotations[controllers.DisruptionReasonAnnotation] != "unhealthy" {
-		t.Errorf("reason %q", got[0].Annotations[controllers.DisruptionReasonAnnotation])
+	if got[0].Annotations[DisruptionReasonAnnotation] != "unhealthy" {
+		t.Errorf("reason %q", got[0].Annotations[DisruptionReasonAnnotation])
 	}
 }

@@ -1,7 +1,7 @@
 // Package disruption removes nodes that are not needed: each evaluation, for
 // each NodePool, every Method (one file each) picks the candidates it would
 // disrupt, and as many as the pool's disruption budget for the method's
-// reason allows are disrupted through controllers.Disrupt. Only emptiness is
+// reason allows are disrupted through Disrupt. Only emptiness is
 // built so far; consolidation of underused nodes, drift and repair are to
 // come (designs/disruption.md).
 package disruption

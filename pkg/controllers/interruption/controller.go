@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -180,16 +182,16 @@ func (c *Controller) act(ctx context.Context, m cloudprovider.Interruption, nc *
 	default:
 		return nil
 	}
-	outcome, err := controllers.Disrupt(ctx, c.Kube, nc, reason, drainBy, now)
+	outcome, err := disruption.Disrupt(ctx, c.Kube, nc, reason, drainBy, now)
 	if err != nil {
 		return err
 	}
 	switch outcome {
-	case controllers.Unchanged:
+	case disruption.Unchanged:
 		logger.V(1).Info("nodeclaim already being deleted, draining no later than asked")
 		return nil
-	case controllers.Hastened:
-		by, _ := controllers.DrainBy(nc)
+	case disruption.Hastened:
+		by, _ := disruption.DrainBy(nc)
 		c.event(nc, corev1.EventTypeWarning, eventReason, fmt.Sprintf("%s (%s) while already being deleted; draining by %s at the latest",
 			reason, m.Detail, by.UTC().Format(time.RFC3339)))
 		logger.Info("moved the drain of a deleting nodeclaim earlier", "reason", reason, "drainBy", by)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,10 +150,10 @@ func TestSpotInterruptionDisruptsReplacementFirst(t *testing.T) {
 	if got.DeletionTimestamp.IsZero() {
 		t.Fatal("the interrupted claim is not being deleted")
 	}
-	if got.Annotations[controllers.DisruptionReasonAnnotation] != "spot_interrupted" {
+	if got.Annotations[disruption.DisruptionReasonAnnotation] != "spot_interrupted" {
 		t.Errorf("reason annotation %v", got.Annotations)
 	}
-	if by, ok := controllers.DrainBy(got); !ok || !by.Equal(sent.Add(time.Minute)) {
+	if by, ok := disruption.DrainBy(got); !ok || !by.Equal(sent.Add(time.Minute)) {
 		t.Errorf("drain by %v (%v), want a minute before the instance goes: %v", by, ok, sent.Add(time.Minute))
 	}
 	if strings.Join(offs.marked, ",") != "m5.large/ap-northeast-2a/spot" {
@@ -192,7 +194,7 @@ func TestRebalanceRecommendationFollowsTheGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := get(t, nc)
-	if by, ok := controllers.DrainBy(got); got.DeletionTimestamp.IsZero() || !ok || !by.Equal(now.Add(MaxReplaceWait)) {
+	if by, ok := disruption.DrainBy(got); got.DeletionTimestamp.IsZero() || !ok || !by.Equal(now.Add(MaxReplaceWait)) {
 		t.Errorf("DrainOnRebalance=true: deleting %v, drain by %v, want %v", !got.DeletionTimestamp.IsZero(), by, now.Add(MaxReplaceWait))
 	}
 }
@@ -215,7 +217,7 @@ func TestScheduledChangeDeadline(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := get(t, tc.nc)
-		if by, _ := controllers.DrainBy(got); got.Annotations[controllers.DisruptionReasonAnnotation] != "scheduled_change" || !by.Equal(tc.want) {
+		if by, _ := disruption.DrainBy(got); got.Annotations[disruption.DisruptionReasonAnnotation] != "scheduled_change" || !by.Equal(tc.want) {
 			t.Errorf("maintenance at %v: annotations %v, want drain by %v", tc.at, got.Annotations, tc.want)
 		}
 	}
@@ -246,7 +248,7 @@ func TestStateChangesAndStrangers(t *testing.T) {
 		t.Error("a claim whose instance reported running was deleted")
 	}
 	got := get(t, stopping)
-	if _, waits := controllers.DrainBy(got); got.DeletionTimestamp.IsZero() || waits {
+	if _, waits := disruption.DrainBy(got); got.DeletionTimestamp.IsZero() || waits {
 		t.Errorf("shutting-down instance: deleting %v, waits for replacement %v", !got.DeletionTimestamp.IsZero(), waits)
 	}
 	if d := decisions("state-pool", "instance_shutting_down", "delete") - before; d != 1 {
@@ -364,7 +366,7 @@ func TestNewerNoticeMovesTheDrainEarlier(t *testing.T) {
 	if err := c.Handle(ctx, cloudprovider.Interruption{ID: "r", Kind: cloudprovider.RebalanceRecommendation, InstanceIDs: []string{id}}); err != nil {
 		t.Fatal(err)
 	}
-	if by, _ := controllers.DrainBy(get(t, nc)); !by.Equal(now.Add(MaxReplaceWait)) {
+	if by, _ := disruption.DrainBy(get(t, nc)); !by.Equal(now.Add(MaxReplaceWait)) {
 		t.Fatalf("rebalance: drain by %v, want %v", by, now.Add(MaxReplaceWait))
 	}
 	before := decisions("hasten-pool", "spot_interrupted", "replace")
@@ -374,10 +376,10 @@ func TestNewerNoticeMovesTheDrainEarlier(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := get(t, nc)
-	if by, _ := controllers.DrainBy(got); !by.Equal(sent.Add(time.Minute)) {
+	if by, _ := disruption.DrainBy(got); !by.Equal(sent.Add(time.Minute)) {
 		t.Errorf("after the spot warning: drain by %v, want %v (a minute before the instance goes)", by, sent.Add(time.Minute))
 	}
-	if got.Annotations[controllers.DisruptionReasonAnnotation] != "rebalance_recommended" {
+	if got.Annotations[disruption.DisruptionReasonAnnotation] != "rebalance_recommended" {
 		t.Errorf("the first reason must stay (the metrics counted it): %v", got.Annotations)
 	}
 	if d := decisions("hasten-pool", "spot_interrupted", "replace") - before; d != 0 {
@@ -396,7 +398,7 @@ func TestNewerNoticeMovesTheDrainEarlier(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if by, _ := controllers.DrainBy(get(t, nc)); !by.Equal(sent.Add(time.Minute)) {
+	if by, _ := disruption.DrainBy(get(t, nc)); !by.Equal(sent.Add(time.Minute)) {
 		t.Errorf("a less urgent notice moved the drain to %v", by)
 	}
 
@@ -404,7 +406,7 @@ func TestNewerNoticeMovesTheDrainEarlier(t *testing.T) {
 	if err := c.Handle(ctx, cloudprovider.Interruption{ID: "x", Kind: cloudprovider.StateChange, State: "shutting-down", InstanceIDs: []string{id}}); err != nil {
 		t.Fatal(err)
 	}
-	if by, _ := controllers.DrainBy(get(t, nc)); !by.Equal(now.Truncate(time.Second)) {
+	if by, _ := disruption.DrainBy(get(t, nc)); !by.Equal(now.Truncate(time.Second)) {
 		t.Errorf("shutting down: drain by %v, want now (%v)", by, now)
 	}
 }

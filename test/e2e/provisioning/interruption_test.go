@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
@@ -14,7 +16,6 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
-	"github.com/nodewright/nodewright/pkg/controllers"
 )
 
 // interruptionQueue is the queue the simulator's EventBridge feeds and
@@ -122,7 +123,7 @@ func TestInterruptionNoticesReplaceTheNodeFirst(t *testing.T) {
 				old := &v1.NodeClaim{}
 				if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(&first), old); err == nil {
 					if !old.DeletionTimestamp.IsZero() {
-						reason = old.Annotations[controllers.DisruptionReasonAnnotation]
+						reason = old.Annotations[disruption.DisruptionReasonAnnotation]
 					}
 					return false, fmt.Errorf("nodeclaim %s still there; %s", first.Name, summary(ctx, np))
 				} else if client.IgnoreNotFound(err) != nil {

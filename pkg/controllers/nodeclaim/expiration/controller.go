@@ -10,6 +10,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -17,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
-	"github.com/nodewright/nodewright/pkg/controllers"
 )
 
 // Recorder emits Kubernetes events.
@@ -69,8 +70,8 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if now.Before(expiry) {
 		return ctrl.Result{RequeueAfter: expiry.Sub(now)}, nil
 	}
-	outcome, err := controllers.Disrupt(ctx, c.Kube, nc, "expired", now.Add(MaxReplaceWait), now)
-	if err != nil || outcome != controllers.Disrupted {
+	outcome, err := disruption.Disrupt(ctx, c.Kube, nc, "expired", now.Add(MaxReplaceWait), now)
+	if err != nil || outcome != disruption.Disrupted {
 		return ctrl.Result{}, err
 	}
 	c.Recorder.Eventf(nc, nil, corev1.EventTypeNormal, "Expired", "Disrupt",

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -13,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
-	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/test/harness"
 )
 
@@ -71,10 +72,10 @@ func TestExpiry(t *testing.T) {
 	}
 	at := born.Add(61 * time.Minute)
 	_, got = reconcileAt(t, nc, at)
-	if got.DeletionTimestamp.IsZero() || got.Annotations[controllers.DisruptionReasonAnnotation] != "expired" {
+	if got.DeletionTimestamp.IsZero() || got.Annotations[disruption.DisruptionReasonAnnotation] != "expired" {
 		t.Fatalf("expired claim: deleting %v, annotations %v", !got.DeletionTimestamp.IsZero(), got.Annotations)
 	}
-	if by, ok := controllers.DrainBy(got); !ok || !by.Equal(at.Add(MaxReplaceWait).Truncate(time.Second)) {
+	if by, ok := disruption.DrainBy(got); !ok || !by.Equal(at.Add(MaxReplaceWait).Truncate(time.Second)) {
 		t.Errorf("drain by %v, want %v", by, at.Add(MaxReplaceWait))
 	}
 

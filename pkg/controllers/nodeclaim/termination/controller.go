@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
+
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -183,7 +185,7 @@ func (c *Controller) taint(ctx context.Context, node *corev1.Node) error {
 // evicting them before it is up would leave them pending for a node's boot.
 // It returns how long to wait before looking again, 0 to drain now.
 func (c *Controller) waitForReplacement(ctx context.Context, nc *v1.NodeClaim, node *corev1.Node) (time.Duration, error) {
-	by, ok := controllers.DrainBy(nc)
+	by, ok := disruption.DrainBy(nc)
 	if !ok || c.Room == nil {
 		return 0, nil
 	}
