@@ -1,9 +1,12 @@
-// Package disruption removes nodes that are not needed: each evaluation, for
-// each NodePool, every Method (one file each) picks the candidates it would
-// disrupt, and as many as the pool's disruption budget for the method's
-// reason allows are disrupted through Disrupt. Only emptiness is
-// built so far; consolidation of underused nodes, drift and repair are to
-// come (designs/disruption.md).
+// Package disruption removes nodes that are not needed and replaces nodes
+// that are not right. Each evaluation, for each NodePool, every Method (one
+// file each: repair, drift, emptiness) picks the candidates it would
+// disrupt, and as many as the pool's budget for the method's reason allows
+// are disrupted through Disrupt (disrupt.go, which interruption and expiry
+// use too). When no method disrupted anything, consolidation
+// (consolidation.go) looks for one move over the whole cluster that deletes
+// underused nodes or replaces them with cheaper ones. designs/disruption.md
+// says why.
 package disruption
 
 import (
