@@ -14,6 +14,7 @@ import (
 // static fields change (not under another hash version, where it is
 // re-stamped instead) and when its image is no longer among the class's
 // resolved AMIs (here the class is pinned to the previous release).
+// The same for its subnet and security groups against the class's status.
 // Mutation tried: IsDrifted ignoring status.amis (the pinned class's claim
 // not drifted).
 func TestIsDrifted(t *testing.T) {
@@ -44,6 +45,20 @@ func TestIsDrifted(t *testing.T) {
 	}
 	if got, _ := e.cloudProvider(t, changed).RestampNodeClassHash(ctx, oldVersion); got[awsv1.EC2NodeClassHashAnnotationKey] != changed.Hash() {
 		t.Errorf("re-stamp %v, want the class's current hash", got)
+	}
+
+	if claim.Annotations[SubnetAnnotation] == "" || claim.Annotations[SecurityGroupsAnnotation] != "sg-0a00000000000001" {
+		t.Errorf("launched claim annotations %v: want its subnet and security groups", claim.Annotations)
+	}
+	moved := nc.DeepCopy()
+	moved.Status.Subnets = []awsv1.Subnet{{ID: "subnet-elsewhere", Zone: claim.Labels[v1.LabelTopologyZone]}}
+	if reason, _ := e.cloudProvider(t, moved).IsDrifted(ctx, claim); reason != DriftSubnet {
+		t.Errorf("with the class's subnets changed: %q, want %s", reason, DriftSubnet)
+	}
+	regrouped := nc.DeepCopy()
+	regrouped.Status.SecurityGroups = append(regrouped.Status.SecurityGroups, awsv1.SecurityGroup{ID: "sg-0b00000000000002", Name: "default"})
+	if reason, _ := e.cloudProvider(t, regrouped).IsDrifted(ctx, claim); reason != DriftSecurityGroup {
+		t.Errorf("with a security group added to the class: %q, want %s", reason, DriftSecurityGroup)
 	}
 
 	pinned := seedNodeClass(t)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -475,6 +476,9 @@ func (p *CloudProvider) launchedInstance(ctx context.Context, fi ec2types.Create
 	if o, ok := plan.find(fi.LaunchTemplateAndOverrides); ok {
 		inst.Placement = &ec2types.Placement{AvailabilityZone: aws.String(o.zone)}
 		inst.ImageId = aws.String(o.ami.ID)
+		if o.subnet != "" {
+			inst.SubnetId = aws.String(o.subnet)
+		}
 	}
 	return inst
 }
@@ -506,13 +510,23 @@ func (p *CloudProvider) launchedClaim(claim *v1.NodeClaim, inst ec2types.Instanc
 	for k, v := range described.Labels {
 		out.Labels[k] = v
 	}
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
 	if nc != nil {
 		// What the instance was launched from, for drift.
-		if out.Annotations == nil {
-			out.Annotations = map[string]string{}
-		}
 		out.Annotations[awsv1.EC2NodeClassHashAnnotationKey] = nc.Hash()
 		out.Annotations[awsv1.EC2NodeClassHashVersionAnnotationKey] = awsv1.EC2NodeClassHashVersion
+	}
+	// Where the instance sits, so drift can compare it with what the class
+	// selects now without describing every instance.
+	if id := aws.ToString(inst.SubnetId); id != "" {
+		out.Annotations[SubnetAnnotation] = id
+	}
+	if len(inst.SecurityGroups) > 0 {
+		ids := lo.Map(inst.SecurityGroups, func(g ec2types.GroupIdentifier, _ int) string { return aws.ToString(g.GroupId) })
+		slices.Sort(ids)
+		out.Annotations[SecurityGroupsAnnotation] = strings.Join(ids, ",")
 	}
 	out.Status.ProviderID = described.Status.ProviderID
 	out.Status.ImageID = described.Status.ImageID

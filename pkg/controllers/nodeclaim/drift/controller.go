@@ -191,6 +191,10 @@ func message(reason string, nc *v1.NodeClaim) string {
 		return fmt.Sprintf("its image %s is no longer among the EC2NodeClass's AMIs", nc.Status.ImageID)
 	case "NodeClassDrifted":
 		return "the EC2NodeClass changed since the node was launched"
+	case "SubnetDrift":
+		return "its subnet is no longer among the EC2NodeClass's subnets"
+	case "SecurityGroupDrift":
+		return "its security groups are no longer the EC2NodeClass's"
 	}
 	return reason
 }
