@@ -8,4 +8,11 @@
 // affinity, taints, topology spread, pod affinity and anti-affinity, host
 // ports, volume zones) so that the nodes it plans are ones the real scheduler
 // will bind the pods to; test/e2e checks that against the real binary.
+//
+// Files by concern: solver.go (the solve and placing pods), build.go (the
+// state built from the input), compat.go (which pools a pod group fits),
+// domains.go (zones and topology checks), offerings.go (instance types,
+// offerings, prices, limits), open.go (opening new nodes and finishing
+// their claims), pack.go (packing shareable pods), pod.go (reading pods),
+// topology.go (terms), consolidation.go (consolidation's entry point).
 package scheduling
