@@ -51,6 +51,9 @@ type CloudProvider interface {
 	// current): such a claim is re-stamped instead of drifted, so upgrading
 	// nodewright replaces no node.
 	RestampNodeClassHash(ctx context.Context, claim *v1.NodeClaim) (map[string]string, error)
+	// ImpairedInstances returns the running instances failing the cloud's
+	// status checks, by provider ID, with which check fails (for repair).
+	ImpairedInstances(ctx context.Context) (map[string]string, error)
 	// NodeClass is an empty object of the provider's node class kind, for
 	// controllers that watch node classes (drift).
 	NodeClass() client.Object

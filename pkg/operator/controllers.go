@@ -36,7 +36,7 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 	if err := mgr.Add(provisioner); err != nil {
 		return fmt.Errorf("adding provisioner: %w", err)
 	}
-	if err := mgr.Add(&disruption.Controller{Kube: kube, Recorder: recorder, Cluster: cluster, Planner: provisioner,
+	if err := mgr.Add(&disruption.Controller{Kube: kube, Recorder: recorder, Cluster: cluster, Planner: provisioner, Health: cloud,
 		MinSavings: o.Options.ConsolidationMinSavings}); err != nil {
 		return fmt.Errorf("adding disruption: %w", err)
 	}

@@ -23,6 +23,7 @@ var ec2Handlers = map[string]handler{
 	"DescribeSecurityGroups":        (*Server).describeSecurityGroups,
 	"DescribeImages":                (*Server).describeImages,
 	"DescribeInstances":             (*Server).describeInstances,
+	"DescribeInstanceStatus":        (*Server).describeInstanceStatus,
 	"CreateLaunchTemplate":          (*Server).createLaunchTemplate,
 	"DescribeLaunchTemplates":       (*Server).describeLaunchTemplates,
 	"DeleteLaunchTemplate":          (*Server).deleteLaunchTemplate,

@@ -100,6 +100,8 @@ type instance struct {
 	// When the instance starts running, its interruption notice runs out, it
 	// finishes shutting down and it disappears from DescribeInstances.
 	runAt, shutdownAt, terminateAt, goneAt time.Time
+	// status is its instance status check ("" is ok); see SetInstanceStatus.
+	status string
 }
 
 // snapshot copies the instance so callers cannot change the simulator's.
@@ -398,22 +400,32 @@ type reservationXML struct {
 	Instances     items[instanceXML] `xml:"instancesSet"`
 }
 
-func (s *Server) describeInstances(p params) (any, *APIError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.advanceLocked()
+// requestedInstancesLocked are the instances a Describe call names by
+// InstanceId (unknown ids are an error, as EC2's), else every instance, in
+// launch order. Ids and MaxResults do not go together.
+func (s *Server) requestedInstancesLocked(p params) ([]*instance, *APIError) {
 	ids := p.list("InstanceId")
 	if len(ids) > 0 && p.get("MaxResults") != "" {
 		return nil, &APIError{Code: "InvalidParameterCombination", Status: 400, Message: "The parameter instancesSet cannot be used with the parameter maxResults"}
 	}
-	candidates := s.sortedInstancesLocked()
-	if len(ids) > 0 {
-		found, apiErr := s.lookupInstancesLocked(ids)
-		if apiErr != nil {
-			return nil, apiErr
-		}
-		sort.Slice(found, func(i, j int) bool { return found[i].seq < found[j].seq })
-		candidates = slices.CompactFunc(found, func(a, b *instance) bool { return a == b })
+	if len(ids) == 0 {
+		return s.sortedInstancesLocked(), nil
+	}
+	found, apiErr := s.lookupInstancesLocked(ids)
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].seq < found[j].seq })
+	return slices.CompactFunc(found, func(a, b *instance) bool { return a == b }), nil
+}
+
+func (s *Server) describeInstances(p params) (any, *APIError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceLocked()
+	candidates, apiErr := s.requestedInstancesLocked(p)
+	if apiErr != nil {
+		return nil, apiErr
 	}
 	filters := p.filters()
 	var matched []*instance

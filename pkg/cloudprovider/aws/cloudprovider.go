@@ -37,6 +37,7 @@ type CloudProvider struct {
 	instanceTypes   catalogSource
 	nodeClasses     NodeClassReader
 	catalogs        *nodeClassCatalogs
+	health          healthCache
 }
 
 var _ cloudprovider.CloudProvider = (*CloudProvider)(nil)

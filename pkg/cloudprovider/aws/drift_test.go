@@ -6,6 +6,8 @@ import (
 
 	"k8s.io/utils/ptr"
 
+	"github.com/nodewright/nodewright/test/ec2sim"
+
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
 )
@@ -71,5 +73,42 @@ func TestIsDrifted(t *testing.T) {
 	launchedFromPinned.Annotations[awsv1.EC2NodeClassHashAnnotationKey] = pinned.Hash()
 	if reason, _ := e.cloudProvider(t, pinned).IsDrifted(ctx, launchedFromPinned); reason != DriftAMI {
 		t.Errorf("with the class pinned to another image: %q, want %s", reason, DriftAMI)
+	}
+}
+
+// An instance whose status check fails is reported by provider ID, through
+// DescribeInstanceStatus on the simulator; a healthy one is not, and the
+// answer is reused for a minute. Mutation tried: filtering on
+// system-status only (the impaired instance not reported).
+func TestImpairedInstances(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	nc := e.resolved(t, seedNodeClass(t))
+	p := e.cloudProvider(t, nc)
+	var claims []*v1.NodeClaim
+	for range 2 {
+		c, err := p.Create(ctx, newClaim(nc.Name, req(v1.CapacityTypeLabelKey, v1.CapacityTypeOnDemand), req(v1.LabelInstanceTypeStable, seedTypes...), req(v1.LabelTopologyZone, seedZones...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims = append(claims, c)
+	}
+	_, id, err := ParseProviderID(claims[0].Status.ProviderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.SetInstanceStatus(id, ec2sim.StatusImpaired); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.ImpairedInstances(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[claims[0].Status.ProviderID] != "instance status check failed" {
+		t.Errorf("impaired %v, want only %s", got, claims[0].Status.ProviderID)
+	}
+	calls := e.sim.Calls("DescribeInstanceStatus")
+	if _, err := p.ImpairedInstances(ctx); err != nil || e.sim.Calls("DescribeInstanceStatus") != calls {
+		t.Errorf("a second ask within the minute called EC2 again (%v)", err)
 	}
 }

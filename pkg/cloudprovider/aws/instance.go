@@ -35,6 +35,7 @@ import (
 type instanceEC2API interface {
 	launchTemplateEC2API
 	ec2.DescribeInstancesAPIClient
+	ec2.DescribeInstanceStatusAPIClient
 	CreateFleet(context.Context, *ec2.CreateFleetInput, ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error)
 	TerminateInstances(context.Context, *ec2.TerminateInstancesInput, ...func(*ec2.Options)) (*ec2.TerminateInstancesOutput, error)
 }

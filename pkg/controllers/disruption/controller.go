@@ -40,6 +40,9 @@ type Controller struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 
+	// Health reports instances failing their cloud status checks, for
+	// repair; nil: node conditions only.
+	Health Health
 	// Cluster and Planner let consolidation simulate and launch; without
 	// them only the Methods run.
 	Cluster Snapshotter
@@ -61,6 +64,16 @@ type Controller struct {
 	pending *pendingMove
 	// verdicts are the last reason each candidate was kept, by claim name.
 	verdicts map[string]string
+	// impairedSince is when each instance (by provider ID) was first seen
+	// failing its status checks, while it still does.
+	impairedSince map[string]time.Time
+	// impaired is this evaluation's answer, by provider ID.
+	impaired map[string]string
+}
+
+// Health is the part of the cloud provider repair asks.
+type Health interface {
+	ImpairedInstances(ctx context.Context) (map[string]string, error)
 }
 
 func (c *Controller) validationDelay() time.Duration {
@@ -134,6 +147,7 @@ func (c *Controller) Evaluate(ctx context.Context) ([]*v1.NodeClaim, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.readHealth(ctx)
 	var disrupted []*v1.NodeClaim
 	var errs []error
 	c.blocked = false
@@ -235,6 +249,35 @@ func (c *Controller) setEmpty(ctx context.Context, cand *Candidate, now time.Tim
 	}
 }
 
+// readHealth asks the cloud which instances fail their status checks and
+// remembers since when. A failed answer is logged and judges no instance.
+func (c *Controller) readHealth(ctx context.Context) {
+	c.impaired = nil
+	if c.Health == nil {
+		return
+	}
+	impaired, err := c.Health.ImpairedInstances(ctx)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "reading instance status checks")
+		return
+	}
+	if c.impairedSince == nil {
+		c.impairedSince = map[string]time.Time{}
+	}
+	now := c.now()
+	for id := range impaired {
+		if _, ok := c.impairedSince[id]; !ok {
+			c.impairedSince[id] = now
+		}
+	}
+	for id := range c.impairedSince {
+		if _, ok := impaired[id]; !ok {
+			delete(c.impairedSince, id)
+		}
+	}
+	c.impaired = impaired
+}
+
 // podsMoving reports whether any claim being deleted still has workload
 // pods on its node: they are about to need the room planned for them.
 func (c *Controller) podsMoving(ctx context.Context, claims []v1.NodeClaim) (bool, error) {
@@ -280,11 +323,15 @@ func (c *Controller) candidates(ctx context.Context, np *v1.NodePool, claims []*
 		if !idle.After(initialized.LastTransitionTime.Time) {
 			idle, neverUsed = initialized.LastTransitionTime.Time, true
 		}
-		out = append(out, &Candidate{Claim: nc, Node: node, Pool: np, Pods: lo.ToSlicePtr(pods.Items), Idle: idle, NeverUsed: neverUsed, PodsMoving: moving})
+		cand := &Candidate{Claim: nc, Node: node, Pool: np, Pods: lo.ToSlicePtr(pods.Items), Idle: idle, NeverUsed: neverUsed, PodsMoving: moving}
+		if check, ok := c.impaired[nc.Status.ProviderID]; ok {
+			cand.Impaired, cand.ImpairedSince = check, c.impairedSince[nc.Status.ProviderID]
+		}
+		out = append(out, cand)
 	}
 	slices.SortFunc(out, func(a, b *Candidate) int { return a.Idle.Compare(b.Idle) })
 	now := c.now()
-	sick := lo.CountBy(out, func(cand *Candidate) bool { return unhealthy(cand.Node, now) })
+	sick := lo.CountBy(out, func(cand *Candidate) bool { return unhealthy(cand, now) })
 	for _, cand := range out {
 		cand.PoolSize, cand.PoolUnhealthy = len(claims), sick
 	}

@@ -21,8 +21,10 @@ const (
 	RepairMaxUnhealthyShare = 0.2
 )
 
-// Repair replaces nodes that have been NotReady (Ready False or Unknown)
-// for RepairToleration, within the pool's Unhealthy budget. The drain
+// Repair replaces nodes that have been NotReady (Ready False or Unknown),
+// or whose instance has failed its cloud status checks (EC2's
+// DescribeInstanceStatus), for RepairToleration, within the pool's
+// Unhealthy budget. The drain
 // starts at once: the pods are not running anyway, and termination stops
 // waiting for a pod its kubelet no longer confirms one minute past its
 // grace period.
@@ -39,6 +41,9 @@ func (Repair) DrainWait() time.Duration { return 0 }
 
 // Describe says since when the node is not ready.
 func (Repair) Describe(c *Candidate) string {
+	if c.Impaired != "" {
+		return fmt.Sprintf("Unhealthy: %s since %s; replacing it", c.Impaired, c.ImpairedSince.UTC().Format(time.RFC3339))
+	}
 	if cond := readyCondition(c.Node); cond != nil {
 		return fmt.Sprintf("Unhealthy: Ready has been %s since %s (%s); replacing it", cond.Status, cond.LastTransitionTime.UTC().Format(time.RFC3339), cond.Reason)
 	}
@@ -48,7 +53,7 @@ func (Repair) Describe(c *Candidate) string {
 // ShouldDisrupt reports whether c's node has been unhealthy for the
 // toleration, in a pool not mostly unhealthy.
 func (Repair) ShouldDisrupt(c *Candidate, now time.Time) (bool, string) {
-	if !unhealthy(c.Node, now) {
+	if !unhealthy(c, now) {
 		return false, "healthy"
 	}
 	if c.PoolSize > 0 && float64(c.PoolUnhealthy) > RepairMaxUnhealthyShare*float64(c.PoolSize) {
@@ -57,10 +62,14 @@ func (Repair) ShouldDisrupt(c *Candidate, now time.Time) (bool, string) {
 	return true, ""
 }
 
-// unhealthy reports whether n's Ready condition has been False or Unknown
-// for RepairToleration. A node without the condition is judged healthy.
-func unhealthy(n *corev1.Node, now time.Time) bool {
-	cond := readyCondition(n)
+// unhealthy reports whether c's node has been NotReady, or its instance
+// failing a status check, for RepairToleration. A node without a Ready
+// condition is judged by its instance alone.
+func unhealthy(c *Candidate, now time.Time) bool {
+	if c.Impaired != "" && !c.ImpairedSince.Add(RepairToleration).After(now) {
+		return true
+	}
+	cond := readyCondition(c.Node)
 	return cond != nil && cond.Status != corev1.ConditionTrue && !cond.LastTransitionTime.Add(RepairToleration).After(now)
 }
 

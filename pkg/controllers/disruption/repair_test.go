@@ -60,3 +60,35 @@ func TestUnhealthyNodesAreRepaired(t *testing.T) {
 		t.Errorf("reason %q", got[0].Annotations[DisruptionReasonAnnotation])
 	}
 }
+
+// health reports fixed impaired instances.
+type health map[string]string
+
+func (h health) ImpairedInstances(context.Context) (map[string]string, error) { return h, nil }
+
+// An instance failing its EC2 status check is repaired once it has failed
+// for the toleration, counted from when nodewright first saw it failing,
+// even while its Node still says Ready. Mutation tried: Impaired ignored
+// by unhealthy (not repaired).
+func TestImpairedInstancesAreRepaired(t *testing.T) {
+	ctx := context.Background()
+	np := createPool(t, "Never", v1.Budget{Nodes: "100%"})
+	var claims []*v1.NodeClaim
+	for range 5 {
+		claims = append(claims, node(t, np, now, nil, pod("web", "ReplicaSet")))
+	}
+	at := now
+	c := &Controller{Kube: cp.Client, Recorder: &recorder{reasons: map[string][]string{}}, Now: func() time.Time { return at },
+		Health: health{claims[0].Status.ProviderID: "instance status check failed"}}
+	if got, err := c.Evaluate(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("repaired %v (%v) as soon as the check failed", names(got), err)
+	}
+	at = now.Add(RepairToleration + time.Second)
+	got, err := c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != claims[0].Name {
+		t.Errorf("repaired %v, want %s after %s impaired", names(got), claims[0].Name, RepairToleration)
+	}
+}

@@ -36,9 +36,13 @@ type Candidate struct {
 	// somewhere in the cluster: a new, never used node may be their
 	// replacement.
 	PodsMoving bool
-	// PoolSize counts the pool's claims; PoolUnhealthy its candidates whose
-	// node has been NotReady for RepairToleration.
+	// PoolSize counts the pool's claims; PoolUnhealthy its candidates
+	// unhealthy for RepairToleration.
 	PoolSize, PoolUnhealthy int
+	// Impaired names the cloud status check the instance fails ("": none),
+	// failing since ImpairedSince.
+	Impaired      string
+	ImpairedSince time.Time
 }
 
 // Method is one way of choosing nodes to disrupt.
