@@ -145,22 +145,45 @@ func run(ctx context.Context, keep bool) error {
 	return nil
 }
 
-// drainAway follows the pool's NodeClaims until none is left.
+// drainAway follows the pool's NodeClaims until none is left, and says
+// what the idle nodes were billed meanwhile against what they would have
+// cost left to their expireAfter.
 func drainAway(ctx context.Context, cp *harness.ControlPlane) error {
+	snap, err := catalog.EmbeddedSnapshot()
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.New(snap, env.Region, nil, nil)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	start, last := time.Now(), -1
+	billed, idlePerHour, tick := 0.0, -1.0, time.Now()
 	for {
 		var claims v1.NodeClaimList
 		if err := cp.Client.List(ctx, &claims); err != nil {
 			return err
 		}
+		perHour := 0.0
+		for _, nc := range claims.Items {
+			p, _ := cat.Price(nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone], nc.Labels[v1.CapacityTypeLabelKey])
+			perHour += p
+		}
+		if idlePerHour < 0 {
+			idlePerHour = perHour
+		}
+		billed += perHour * time.Since(tick).Hours()
+		tick = time.Now()
 		if n := len(claims.Items); n != last {
 			fmt.Printf("  %5.1fs  nodeclaims %d\n", time.Since(start).Seconds(), n)
 			last = n
 		}
 		if len(claims.Items) == 0 {
 			fmt.Println("  Every node the Job caused is gone; the cluster is back to where it started.")
+			fmt.Printf("  The idle nodes were billed $%.5f until they went; left to their expireAfter (720h) they would have cost $%.2f.\n",
+				billed, idlePerHour*720)
 			return nil
 		}
 		select {
