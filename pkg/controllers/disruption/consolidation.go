@@ -125,6 +125,10 @@ func (c *Controller) consolidate(ctx context.Context, pools []v1.NodePool, byPoo
 				continue // emptiness takes it, after its own grace
 			}
 			ripe := consolidatable(np, cand, now)
+			if cand.Held {
+				verdicts[cand] = verdict{"the node is annotated " + v1.DoNotDisruptAnnotationKey, ripe}
+				continue
+			}
 			if !known {
 				verdicts[cand] = verdict{"its price is not in the catalog", ripe}
 				continue

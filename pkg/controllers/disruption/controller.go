@@ -193,6 +193,11 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 			return disrupted, nil
 		}
 		for _, cand := range candidates {
+			if cand.Held && m.Reason() != v1.DisruptionReasonUnhealthy {
+				// Voluntary disruption only: a broken node is repaired
+				// whatever it says, as in Karpenter.
+				continue
+			}
 			ok, why := m.ShouldDisrupt(cand, now)
 			if !ok {
 				logger.V(1).Info("not disrupting", "nodeclaim", cand.Claim.Name, "method", m.Annotation(), "why", why)
@@ -297,7 +302,8 @@ func (c *Controller) podsMoving(ctx context.Context, claims []v1.NodeClaim) (boo
 }
 
 // candidates are the pool's claims a method may look at, oldest idle first:
-// initialized, not being deleted, with a Node not annotated do-not-disrupt.
+// initialized, not being deleted, with their Node; Held marks those whose
+// Node or NodeClaim is annotated do-not-disrupt, which only repair takes.
 func (c *Controller) candidates(ctx context.Context, np *v1.NodePool, claims []*v1.NodeClaim, moving bool) ([]*Candidate, error) {
 	var out []*Candidate
 	for _, nc := range claims {
@@ -312,9 +318,7 @@ func (c *Controller) candidates(ctx context.Context, np *v1.NodePool, claims []*
 			}
 			return nil, fmt.Errorf("getting node of nodeclaim %s: %w", nc.Name, err)
 		}
-		if node.Annotations[v1.DoNotDisruptAnnotationKey] == "true" {
-			continue
-		}
+		held := node.Annotations[v1.DoNotDisruptAnnotationKey] == "true" || nc.Annotations[v1.DoNotDisruptAnnotationKey] == "true"
 		var pods corev1.PodList
 		if err := c.Kube.List(ctx, &pods, client.MatchingFields{controllers.PodNodeName: node.Name}); err != nil {
 			return nil, fmt.Errorf("listing pods of node %s: %w", node.Name, err)
@@ -323,7 +327,7 @@ func (c *Controller) candidates(ctx context.Context, np *v1.NodePool, claims []*
 		if !idle.After(initialized.LastTransitionTime.Time) {
 			idle, neverUsed = initialized.LastTransitionTime.Time, true
 		}
-		cand := &Candidate{Claim: nc, Node: node, Pool: np, Pods: lo.ToSlicePtr(pods.Items), Idle: idle, NeverUsed: neverUsed, PodsMoving: moving}
+		cand := &Candidate{Claim: nc, Node: node, Pool: np, Pods: lo.ToSlicePtr(pods.Items), Idle: idle, NeverUsed: neverUsed, PodsMoving: moving, Held: held}
 		if check, ok := c.impaired[nc.Status.ProviderID]; ok {
 			cand.Impaired, cand.ImpairedSince = check, c.impairedSince[nc.Status.ProviderID]
 		}

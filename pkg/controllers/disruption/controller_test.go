@@ -279,3 +279,21 @@ func TestNewNodesAreNotDeletedBeforeUse(t *testing.T) {
 		t.Errorf("disrupted %v, want only %s (unused for 2 min); %s is 30 s old", names(got), older.Name, fresh.Name)
 	}
 }
+
+// With consolidateAfter 0s an empty node still waits the validation delay
+// since its last pod left: a pod bound as it emptied is not evicted with it.
+// Mutation tried: no minimum wait (the node emptied 5 s ago went).
+func TestEmptyNodeWaitsTheValidationDelay(t *testing.T) {
+	ctx := context.Background()
+	np := createPool(t, "0s", v1.Budget{Nodes: "100%"})
+	recent := node(t, np, now.Add(-5*time.Second), nil)
+	settled := node(t, np, now.Add(-DefaultValidationDelay-time.Second), nil)
+	c := &Controller{Kube: cp.Client, Recorder: &recorder{reasons: map[string][]string{}}, Now: func() time.Time { return now }}
+	got, err := c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(names(got)) != fmt.Sprint([]string{settled.Name}) {
+		t.Errorf("disrupted %v, want only %s (empty for 16 s); %s emptied 5 s ago", names(got), settled.Name, recent.Name)
+	}
+}

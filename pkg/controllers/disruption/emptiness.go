@@ -52,6 +52,11 @@ func (Emptiness) ShouldDisrupt(c *Candidate, now time.Time) (bool, string) {
 	if n := workloadPods(c.Pods); n > 0 {
 		return false, fmt.Sprintf("%d pods run on it", n)
 	}
+	// Karpenter's validation pass, for an empty node: it must have stayed
+	// empty (no pod came or went, lastPodEventTime says) for the validation
+	// delay before it goes, even with consolidateAfter 0s, so a pod bound
+	// just as the node emptied is not evicted with it.
+	wait = max(wait, DefaultValidationDelay)
 	if c.NeverUsed {
 		// A node launched for pending pods is empty from its initialization
 		// until kube-scheduler binds them, and a replacement launched first

@@ -2,6 +2,8 @@ package disruption
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,9 +30,10 @@ func notReady(t *testing.T, nc *v1.NodeClaim, status corev1.ConditionStatus, sin
 }
 
 // A node NotReady for 30 minutes is replaced, one NotReady for less is not;
-// when more than 20 % of a pool is NotReady, none is. Mutations tried: no
-// 20 % cap (the outage pool's three nodes repaired); toleration ignored (the
-// recent one repaired).
+// when more than 20 % of a pool is NotReady, none is; do-not-disrupt does
+// not hold a broken node. Mutations tried: no 20 % cap (the outage pool's
+// nodes repaired); toleration ignored (the recent one repaired); held
+// nodes skipped for every method (the held one kept).
 func TestUnhealthyNodesAreRepaired(t *testing.T) {
 	ctx := context.Background()
 	np := createPool(t, "Never", v1.Budget{Nodes: "100%"})
@@ -40,6 +43,9 @@ func TestUnhealthyNodesAreRepaired(t *testing.T) {
 	}
 	notReady(t, claims[0], corev1.ConditionUnknown, now.Add(-31*time.Minute))
 	notReady(t, claims[1], corev1.ConditionFalse, now.Add(-10*time.Minute))
+	// A node annotated do-not-disrupt is repaired all the same.
+	held := node(t, np, now, map[string]string{v1.DoNotDisruptAnnotationKey: "true"}, pod("held", "ReplicaSet"))
+	notReady(t, held, corev1.ConditionUnknown, now.Add(-time.Hour))
 
 	outage := createPool(t, "Never", v1.Budget{Nodes: "100%"})
 	for i := range 5 {
@@ -53,8 +59,9 @@ func TestUnhealthyNodesAreRepaired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Name != claims[0].Name {
-		t.Fatalf("repaired %v, want only %s (NotReady 31 min); %s is NotReady 10 min, the outage pool has 2 of 5 down", names(got), claims[0].Name, claims[1].Name)
+	if fmt.Sprint(sorted(names(got))) != fmt.Sprint(sorted([]string{claims[0].Name, held.Name})) {
+		t.Fatalf("repaired %v, want %s (NotReady 31 min) and %s (do-not-disrupt, NotReady 1 h); %s is NotReady 10 min, the outage pool has 2 of 5 down",
+			names(got), claims[0].Name, held.Name, claims[1].Name)
 	}
 	if got[0].Annotations[DisruptionReasonAnnotation] != "unhealthy" {
 		t.Errorf("reason %q", got[0].Annotations[DisruptionReasonAnnotation])
@@ -91,4 +98,10 @@ func TestImpairedInstancesAreRepaired(t *testing.T) {
 	if len(got) != 1 || got[0].Name != claims[0].Name {
 		t.Errorf("repaired %v, want %s after %s impaired", names(got), claims[0].Name, RepairToleration)
 	}
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
 }

@@ -39,6 +39,9 @@ type Candidate struct {
 	// PoolSize counts the pool's claims; PoolUnhealthy its candidates
 	// unhealthy for RepairToleration.
 	PoolSize, PoolUnhealthy int
+	// Held says the Node or NodeClaim is annotated karpenter.sh/do-not-disrupt:
+	// no voluntary disruption takes it (repair does).
+	Held bool
 	// Impaired names the cloud status check the instance fails ("": none),
 	// failing since ImpairedSince.
 	Impaired      string
