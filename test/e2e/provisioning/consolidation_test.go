@@ -255,3 +255,37 @@ func TestCheaperNodeReplacesAnUnderusedOne(t *testing.T) {
 		t.Errorf("%v replace decisions, want 1", n)
 	}
 }
+
+// With spot out of capacity, a pod of a pool that prefers spot lands on an
+// on-demand node; once spot has capacity again (and the catalog's 3-minute
+// memory of the failure has passed), consolidation moves it to a spot node,
+// replacement first.
+// Mutation tried: consolidation off (no Planner): the on-demand node stays
+// and the wait times out.
+func TestOnDemandFallbackGoesBackToSpot(t *testing.T) {
+	ns := cp.Namespace(t)
+	np := onDemandPool(t, "c5.xlarge")
+	np.Spec.Template.Spec.Requirements[0].Values = []string{v1.CapacityTypeSpot, v1.CapacityTypeOnDemand}
+	createPool(t, np)
+	e.Sim.InsufficientCapacity("c5.xlarge", "ap-northeast-2a", v1.CapacityTypeSpot)
+	t.Cleanup(e.Sim.Heal)
+	create(t, deploymentOnPool(ns, "fallback", np.Name, 1))
+	first := runningOnOneClaim(t, ns, "fallback", np.Name, 1)
+	if ct := first.Labels[v1.CapacityTypeLabelKey]; ct != v1.CapacityTypeOnDemand {
+		t.Fatalf("with spot out of capacity the node is %s, want on-demand", ct)
+	}
+	e.Sim.Heal()
+	cp.Eventually(t, 6*time.Minute, "the pod on a spot node and the on-demand node gone", func(ctx context.Context) (bool, error) {
+		claims, err := claimsOf(ctx, np.Name)
+		if err != nil {
+			return false, err
+		}
+		if len(claims) != 1 || claims[0].Name == first.Name || claims[0].Labels[v1.CapacityTypeLabelKey] != v1.CapacityTypeSpot {
+			return false, fmt.Errorf("%s", summary(ctx, np))
+		}
+		return true, running(ctx, ns, map[string]string{"app": "fallback"}, 1)
+	})
+	if n := metricWith(t, "nodewright_disruption_decisions_total", map[string]string{"nodepool": np.Name, "reason": "underutilized", "decision": "replace"}); n != 1 {
+		t.Errorf("%v replace decisions, want 1", n)
+	}
+}
