@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -32,8 +33,8 @@ type Recorder interface {
 type Controller struct {
 	Kube     client.Client
 	Recorder Recorder
-	// Methods in the order they are tried; default Repair, Drift, then
-	// Emptiness (Karpenter's order).
+	// Methods in the order they are tried; default Drift, Repair, then
+	// Emptiness.
 	Methods []Method
 	// Interval between evaluations; default 10 s.
 	Interval time.Duration
@@ -69,6 +70,8 @@ type Controller struct {
 	impairedSince map[string]time.Time
 	// impaired is this evaluation's answer, by provider ID.
 	impaired map[string]string
+	// blockedWhy is the last budget wait told about each claim.
+	blockedWhy map[string]string
 }
 
 // Health is the part of the cloud provider repair asks.
@@ -143,6 +146,8 @@ func (c *Controller) Evaluate(ctx context.Context) ([]*v1.NodeClaim, error) {
 		return nil, fmt.Errorf("listing nodeclaims: %w", err)
 	}
 	byPool := lo.GroupBy(lo.ToSlicePtr(claims.Items), func(nc *v1.NodeClaim) string { return nc.Labels[v1.NodePoolLabelKey] })
+	live := lo.SliceToMap(claims.Items, func(nc v1.NodeClaim) (string, bool) { return nc.Name, true })
+	maps.DeleteFunc(c.blockedWhy, func(name, _ string) bool { return !live[name] })
 	moving, err := c.podsMoving(ctx, claims.Items)
 	if err != nil {
 		return nil, err
@@ -183,7 +188,7 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 	}
 	methods := c.Methods
 	if len(methods) == 0 {
-		methods = []Method{Repair{}, Drift{}, Emptiness{}}
+		methods = []Method{Drift{}, Repair{}, Emptiness{}}
 	}
 	var disrupted []*v1.NodeClaim
 	for _, m := range methods {
@@ -206,6 +211,7 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 			if allowed <= 0 {
 				c.blocked = true
 				logger.V(1).Info("disruption budget reached, not disrupting", "nodeclaim", cand.Claim.Name, "reason", m.Reason(), "deleting", deleting)
+				c.waiting(cand, fmt.Sprintf("%s, but the NodePool's disruption budget for %s allows no more nodes now (%d deleting)", m.Describe(cand), m.Reason(), deleting))
 				continue
 			}
 			var drainBy time.Time
@@ -252,6 +258,20 @@ func (c *Controller) setEmpty(ctx context.Context, cand *Candidate, now time.Tim
 	if err := c.Kube.Status().Patch(ctx, cand.Claim, patch); err != nil {
 		log.FromContext(ctx).V(1).Info("writing Empty condition", "nodeclaim", cand.Claim.Name, "error", err.Error())
 	}
+}
+
+// waiting tells people, once per reason, why a node a method chose is still
+// there: a DisruptionBlocked event on its NodeClaim and Node.
+func (c *Controller) waiting(cand *Candidate, why string) {
+	if c.blockedWhy == nil {
+		c.blockedWhy = map[string]string{}
+	}
+	if c.blockedWhy[cand.Claim.Name] == why {
+		return
+	}
+	c.blockedWhy[cand.Claim.Name] = why
+	c.Recorder.Eventf(cand.Claim, nil, corev1.EventTypeNormal, "DisruptionBlocked", "Disrupt", "Not disrupting yet: %s", why)
+	c.Recorder.Eventf(cand.Node, nil, corev1.EventTypeNormal, "DisruptionBlocked", "Disrupt", "Not disrupting yet: %s", why)
 }
 
 // readHealth asks the cloud which instances fail their status checks and

@@ -167,9 +167,13 @@ func TestEmptyNodesGoWithinTheBudget(t *testing.T) {
 		}
 	}
 
-	// The budget is spent while the first is still terminating.
+	// The budget is spent while the first is still terminating; the next
+	// one says it waits for it.
 	if got, err := c.Evaluate(ctx); err != nil || len(got) != 0 {
 		t.Fatalf("second pass disrupted %v (%v) with the budget spent", names(got), err)
+	}
+	if !slices.Contains(rec.reasons[older.Name], "DisruptionBlocked") {
+		t.Errorf("no DisruptionBlocked event on %s waiting for the budget: %v", older.Name, rec.reasons[older.Name])
 	}
 	// Once it is gone, the next empty one goes; the others never.
 	if err := cp.Client.Patch(ctx, fresh, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`))); err != nil {
