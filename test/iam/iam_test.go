@@ -158,14 +158,14 @@ func TestEvaluateExplainsWhatThePolicyGrants(t *testing.T) {
 	calls := []ec2sim.Call{{Action: "ec2:CreateFleet", Checks: []ec2sim.Check{
 		{Action: "iam:PassRole", Resource: "arn:aws:iam::111122223333:role/Admin", Context: map[string][]string{"iam:PassedToService": {"ec2.amazonaws.com"}}},
 		{Action: "iam:PassRole", Resource: "arn:aws:iam::111122223333:role/KarpenterNodeRole", Context: map[string][]string{"iam:PassedToService": {"ec2.amazonaws.com"}}},
-	}}, {Action: "ec2:DescribeInstanceStatus", Checks: []ec2sim.Check{{Action: "ec2:DescribeInstanceStatus", Resource: "*"}}},
+	}}, {Action: "ec2:DescribeVolumes", Checks: []ec2sim.Check{{Action: "ec2:DescribeVolumes", Resource: "*"}}},
 		{Action: "sqs:ReceiveMessage", Checks: []ec2sim.Check{{Action: "sqs:ReceiveMessage", Resource: "arn:aws:sqs:ap-northeast-2:111122223333:other"}}},
 		{Action: "ssm:GetParameter", Checks: []ec2sim.Check{{Action: "ssm:GetParameter", Resource: "arn:aws:ssm:ap-northeast-2::parameter/aws/service/eks/optimized-ami/1.37/amazon-linux-2023/x86_64/standard/recommended/image_id"}}},
 	}
 	denials := evaluate(t, ChartPolicy(), calls)
 	want := []string{
 		"no statement grants iam:PassRole on arn:aws:iam::111122223333:role/Admin; statements with the action cover only: PassNodeRole (arn:aws:iam::111122223333:role/KarpenterNodeRole)",
-		"no statement grants ec2:DescribeInstanceStatus on *; no statement names the action",
+		"no statement grants ec2:DescribeVolumes on *; no statement names the action",
 		"no statement grants sqs:ReceiveMessage on arn:aws:sqs:ap-northeast-2:111122223333:other; statements with the action cover only: InterruptionQueue (arn:aws:sqs:*:111122223333:my-cluster-interruptions)",
 	}
 	if len(denials) != len(want) {
