@@ -12,6 +12,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -289,3 +290,75 @@ func TestOnDemandFallbackGoesBackToSpot(t *testing.T) {
 		t.Errorf("%v replace decisions, want 1", n)
 	}
 }
+
+// Three pools, each with one 1-CPU pod on an m5.xlarge, then allowed the
+// 19 % cheaper c5.xlarge: under WhenEmptyOrUnderutilized the node is
+// replaced; under Balanced (a score of 0.19 for a one-node pool, under 0.5)
+// it stays and its claim says why; and a pod annotated
+// karpenter.sh/do-not-disrupt keeps its node under either.
+// Mutation tried: the Balanced score check skipped (the balanced pool's
+// node was replaced too, and the wait timed out).
+func TestBalancedAndDoNotDisruptKeepNodesThatWhenUnderutilizedReplaces(t *testing.T) {
+	ctx := context.Background()
+	ns := cp.Namespace(t)
+	type pool struct {
+		np   *v1.NodePool
+		app  string
+		held bool
+	}
+	pools := []*pool{{app: "plain"}, {app: "balanced"}, {app: "held", held: true}}
+	for _, p := range pools {
+		p.np = onDemandPool(t, "m5.xlarge")
+		if p.app == "balanced" {
+			p.np.Spec.Disruption.ConsolidationPolicy = v1.ConsolidationPolicyBalanced
+		}
+		createPool(t, p.np)
+		dep := deploymentOnPool(ns, p.app, p.np.Name, 1)
+		if p.held {
+			_ = unstructured.SetNestedStringMap(dep.Object, map[string]string{v1.DoNotDisruptAnnotationKey: "true"}, "spec", "template", "metadata", "annotations")
+		}
+		create(t, dep)
+	}
+	first := map[string]v1.NodeClaim{}
+	for _, p := range pools {
+		first[p.app] = runningOnOneClaim(t, ns, p.app, p.np.Name, 1)
+	}
+	for _, p := range pools {
+		fresh := &v1.NodePool{}
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(p.np), fresh); err != nil {
+			t.Fatal(err)
+		}
+		fresh.Spec.Template.Spec.Requirements[1].Values = []string{"m5.xlarge", "c5.xlarge"}
+		if err := cp.Client.Update(ctx, fresh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp.Eventually(t, 3*time.Minute, "plain replaced by a c5.xlarge; balanced and held kept, saying why", func(ctx context.Context) (bool, error) {
+		claims, err := claimsOf(ctx, pools[0].np.Name)
+		if err != nil {
+			return false, err
+		}
+		if len(claims) != 1 || claims[0].Labels[corev1.LabelInstanceTypeStable] != "c5.xlarge" {
+			return false, fmt.Errorf("plain: %s", summary(ctx, pools[0].np))
+		}
+		for app, want := range map[string]string{"balanced": "Balanced", "held": "do-not-disrupt"} {
+			nc := &v1.NodeClaim{}
+			if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(ptrTo(first[app])), nc); err != nil {
+				return false, fmt.Errorf("%s: %w", app, err)
+			}
+			cond := meta.FindStatusCondition(nc.Status.Conditions, v1.ConditionTypeConsolidatable)
+			if cond == nil || !strings.Contains(cond.Message, want) {
+				return false, fmt.Errorf("%s: Consolidatable %+v, want a message naming %s", app, cond, want)
+			}
+		}
+		return true, running(ctx, ns, map[string]string{"app": "plain"}, 1)
+	})
+	for _, app := range []string{"balanced", "held"} {
+		nc := first[app]
+		if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(&nc), &nc); err != nil || !nc.DeletionTimestamp.IsZero() {
+			t.Errorf("%s: the node went (%v)", app, err)
+		}
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
