@@ -110,9 +110,11 @@ func (c *Controller) consolidate(ctx context.Context, pools []v1.NodePool, byPoo
 			continue // the emptiness pass reported it
 		}
 		cons.Allowed[np.Name] = allowed
-		cands, err := c.candidates(ctx, np, claims, false)
-		if err != nil {
-			return nil, err
+		cands, read := c.evaluated[np.Name]
+		if !read {
+			if cands, err = c.candidates(ctx, np, claims, false); err != nil {
+				return nil, err
+			}
 		}
 		for _, cand := range cands {
 			pods := lo.Filter(cand.Pods, func(p *corev1.Pod, _ int) bool { return workloadPods([]*corev1.Pod{p}) > 0 })

@@ -72,6 +72,10 @@ type Controller struct {
 	impaired map[string]string
 	// blockedWhy is the last budget wait told about each claim.
 	blockedWhy map[string]string
+	// evaluated are this evaluation's candidates by pool, read once for the
+	// methods and reused by consolidation (which runs only when the methods
+	// disrupted nothing, so they are unchanged).
+	evaluated map[string][]*Candidate
 }
 
 // Health is the part of the cloud provider repair asks.
@@ -156,6 +160,7 @@ func (c *Controller) Evaluate(ctx context.Context) ([]*v1.NodeClaim, error) {
 	var disrupted []*v1.NodeClaim
 	var errs []error
 	c.blocked = false
+	c.evaluated = map[string][]*Candidate{}
 	for i := range pools.Items {
 		np := &pools.Items[i]
 		if !np.DeletionTimestamp.IsZero() || np.Spec.Replicas != nil {
@@ -183,6 +188,7 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 	if err != nil {
 		return nil, err
 	}
+	c.evaluated[np.Name] = candidates
 	for _, cand := range candidates {
 		c.setEmpty(ctx, cand, now)
 	}
