@@ -136,7 +136,7 @@ func claimsOf(ctx context.Context, pool string) ([]v1.NodeClaim, error) {
 }
 
 // Thirty 1-CPU pods fill ten c5.xlarge nodes (three each); scaled to ten,
-// about one is left per node. Consolidation packs them back onto the four
+// one is left per node (the others cost less to delete). Consolidation packs them back onto the four
 // nodes they need, and the PodDisruptionBudget (minAvailable 8), watched
 // the whole time, never sees fewer than 8 healthy pods.
 // Mutation tried: consolidation switched off (Planner nil): ten nodes stay
@@ -162,6 +162,25 @@ func TestUnderusedNodesConsolidateWithinThePDB(t *testing.T) {
 	}
 	if len(claims) < 10 {
 		t.Fatalf("%d nodes for 30 pods of 1 CPU on c5.xlarge, want 10", len(claims))
+	}
+	// One pod per node is worth keeping (pod-deletion-cost), so the
+	// ReplicaSet's scale-down leaves every node a third full instead of
+	// emptying some (which emptiness, not consolidation, would take).
+	var pods corev1.PodList
+	if err := cp.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": "web"}); err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if kept[p.Spec.NodeName] {
+			continue
+		}
+		kept[p.Spec.NodeName] = true
+		patch := []byte(`{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"100"}}}`)
+		if err := cp.Client.Patch(ctx, p, client.RawPatch("application/merge-patch+json", patch)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	lowest, stop := watchHealthy(t, ns, "web", 10)
 	defer stop()
