@@ -31,7 +31,12 @@ const (
 
 // SetupIndexes registers the indexes on the manager's cache.
 func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
-	idx := mgr.GetFieldIndexer()
+	return Index(ctx, mgr.GetFieldIndexer())
+}
+
+// Index registers the indexes on a cache (a manager's, or one a test runs
+// on its own).
+func Index(ctx context.Context, idx client.FieldIndexer) error {
 	for _, i := range []struct {
 		obj client.Object
 		key string

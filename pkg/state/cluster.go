@@ -37,7 +37,25 @@ type Cluster struct {
 	created map[string]createdClaim
 	// nominated are the pods a created claim was planned for, by pod UID.
 	nominated map[types.UID]nomination
+
+	// roomMu serializes the FitsElsewhere callers that need a fresh view,
+	// so the claims waiting for their replacements at once share one
+	// snapshot (room) instead of listing the cluster each.
+	roomMu sync.Mutex
+	room   *roomView
+	// now is the clock of the room's reuse.
+	now func() time.Time
 }
+
+// roomView is the running nodes FitsElsewhere places pods on.
+type roomView struct {
+	at time.Time
+	in scheduling.Input
+}
+
+// roomTTL is how long a roomView is reused: one pass of the termination
+// controller over its waiting claims, well under its shortest requeue.
+const roomTTL = time.Second
 
 // nomination is the claim a pod was planned onto.
 type nomination struct {
@@ -61,7 +79,7 @@ const createdTTL = time.Minute
 
 // NewCluster reads through reader (the manager's cache).
 func NewCluster(reader client.Reader) *Cluster {
-	return &Cluster{reader: reader, created: map[string]createdClaim{}, nominated: map[types.UID]nomination{}}
+	return &Cluster{reader: reader, created: map[string]createdClaim{}, nominated: map[types.UID]nomination{}, now: time.Now}
 }
 
 // ClaimCreated records a NodeClaim the provisioner just created, and the
@@ -383,9 +401,27 @@ func (c *Cluster) FitsElsewhere(ctx context.Context, pods []*corev1.Pod) (bool, 
 	if len(pods) == 0 {
 		return true, nil
 	}
-	snap, err := c.Snapshot(ctx)
+	in, err := c.roomInput(ctx)
 	if err != nil {
 		return false, err
+	}
+	in.Pods = pods
+	plan := scheduling.Solve(in, scheduling.Options{SpotRiskWeight: -1})
+	return len(plan.Unschedulable) == 0 && len(plan.NodeClaims) == 0, nil
+}
+
+// roomInput is the solver's input of running nodes (initialized, not in
+// flight, not deleting), from a snapshot at most roomTTL old. The solver
+// only reads its input, so callers share it.
+func (c *Cluster) roomInput(ctx context.Context) (scheduling.Input, error) {
+	c.roomMu.Lock()
+	defer c.roomMu.Unlock()
+	if c.room != nil && c.now().Sub(c.room.at) < roomTTL {
+		return c.room.in, nil
+	}
+	snap, err := c.Snapshot(ctx)
+	if err != nil {
+		return scheduling.Input{}, err
 	}
 	var nodes []scheduling.Node
 	for _, n := range snap.Nodes {
@@ -393,9 +429,8 @@ func (c *Cluster) FitsElsewhere(ctx context.Context, pods []*corev1.Pod) (bool, 
 			nodes = append(nodes, n)
 		}
 	}
-	plan := scheduling.Solve(scheduling.Input{Pods: pods, Nodes: nodes, DaemonSets: snap.DaemonSets, VolumeZones: snap.VolumeZones},
-		scheduling.Options{SpotRiskWeight: -1})
-	return len(plan.Unschedulable) == 0 && len(plan.NodeClaims) == 0, nil
+	c.room = &roomView{at: c.now(), in: scheduling.Input{Nodes: nodes, DaemonSets: snap.DaemonSets, VolumeZones: snap.VolumeZones}}
+	return c.room.in, nil
 }
 
 // Provisionable reports whether a pod is one the provisioner should find

@@ -2,7 +2,9 @@ package state
 
 import (
 	"context"
+	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -10,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/test/harness"
@@ -266,7 +269,10 @@ func TestPodsOfDeletingNodesNeedRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cluster := NewCluster(cp.Client)
+	lists := &countingReader{Reader: cp.Client}
+	cluster := NewCluster(lists)
+	clock := time.Now()
+	cluster.now = func() time.Time { return clock }
 	snap, err := cluster.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -298,6 +304,19 @@ func TestPodsOfDeletingNodesNeedRoom(t *testing.T) {
 	if fits() {
 		t.Error("room counted on a node still starting")
 	}
+	// Claims waiting at once share one snapshot: fails when roomInput
+	// snapshots on every call (tried: the reuse check removed).
+	before := lists.count()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() { defer wg.Done(); fits() }()
+	}
+	wg.Wait()
+	if n := lists.count() - before; n != 0 {
+		t.Errorf("20 checks within the reuse window listed %d times, want none", n)
+	}
+	clock = clock.Add(roomTTL)
 	meta.SetStatusCondition(&staying.Status.Conditions, metav1.Condition{Type: v1.ConditionTypeInitialized, Status: metav1.ConditionTrue, Reason: "Initialized"})
 	if err := cp.Client.Status().Update(ctx, staying); err != nil {
 		t.Fatal(err)
@@ -305,9 +324,32 @@ func TestPodsOfDeletingNodesNeedRoom(t *testing.T) {
 	if !fits() {
 		t.Error("no room found on the running node with 3 CPUs free")
 	}
+	if lists.count() == before {
+		t.Error("the room was not looked at again after the reuse window")
+	}
 	big := web.DeepCopy()
 	big.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("3500m")
 	if ok, err := cluster.FitsElsewhere(ctx, []*corev1.Pod{big}); err != nil || ok {
 		t.Errorf("3.5 CPUs fit next to the resident's 1 of 4: %v %v", ok, err)
 	}
+}
+
+// countingReader counts the List calls that reach the API.
+type countingReader struct {
+	client.Reader
+	mu sync.Mutex
+	n  int
+}
+
+func (r *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	r.mu.Lock()
+	r.n++
+	r.mu.Unlock()
+	return r.Reader.List(ctx, list, opts...)
+}
+
+func (r *countingReader) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
 }

@@ -23,8 +23,9 @@ import (
 //	func TestMain(m *testing.M) { harness.Main(m, harness.Options{}, &cp) }
 //
 // With -short (`make unit`) the package's tests are not run: every one of them
-// needs the control plane.
-func Main(m *testing.M, opts Options, cp **ControlPlane) {
+// needs the control plane. Each setup runs once the control plane is up, with
+// a context that lasts until the tests end (informers a package shares).
+func Main(m *testing.M, opts Options, cp **ControlPlane, setup ...func(context.Context) error) {
 	flag.Parse()
 	if testing.Short() {
 		fmt.Println("harness: -short: not running tests that need a control plane")
@@ -38,7 +39,17 @@ func Main(m *testing.M, opts Options, cp **ControlPlane) {
 		os.Exit(1)
 	}
 	*cp = started
+	run, stop := context.WithCancel(context.Background())
+	for _, s := range setup {
+		if err := s(run); err != nil {
+			fmt.Fprintf(os.Stderr, "harness: setting up: %v\n", err)
+			stop()
+			_ = started.Stop()
+			os.Exit(1)
+		}
+	}
 	code := m.Run()
+	stop()
 	if err := started.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "harness: %v\n", err)
 		if code == 0 {
