@@ -38,6 +38,7 @@ type CloudProvider struct {
 	nodeClasses     NodeClassReader
 	catalogs        *nodeClassCatalogs
 	health          healthCache
+	instances       *instanceBatcher
 }
 
 var _ cloudprovider.CloudProvider = (*CloudProvider)(nil)
@@ -54,14 +55,16 @@ func NewCloudProvider(opts Options, clients *Clients, instanceTypes *InstanceTyp
 	if clients == nil || instanceTypes == nil || nodeClasses == nil {
 		return nil, fmt.Errorf("aws provider: clients, an instance type provider and a node class reader are required")
 	}
-	return &CloudProvider{
+	p := &CloudProvider{
 		opts:            opts,
 		ec2:             clients.EC2,
 		launchTemplates: newLaunchTemplates(clients.EC2, opts),
 		instanceTypes:   instanceTypes,
 		nodeClasses:     nodeClasses,
 		catalogs:        newNodeClassCatalogs(),
-	}, nil
+	}
+	p.instances = &instanceBatcher{describe: p.describeInstances, window: instanceBatchWindow}
+	return p, nil
 }
 
 // Name is "aws".

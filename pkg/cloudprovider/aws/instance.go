@@ -615,23 +615,18 @@ func (p *CloudProvider) Delete(ctx context.Context, claim *v1.NodeClaim) error {
 }
 
 // Get describes the instance behind providerID; shutting-down and terminated
-// instances are not found.
+// instances are not found. Concurrent Gets share one DescribeInstances.
 func (p *CloudProvider) Get(ctx context.Context, providerID string) (*v1.NodeClaim, error) {
 	_, id, err := ParseProviderID(providerID)
 	if err != nil {
 		return nil, err
 	}
-	instances, err := p.describeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-	if isInstanceNotFound(err) {
-		return nil, &cloudprovider.NotFoundError{ProviderID: providerID}
-	}
+	inst, err := p.instances.get(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("describing instance %s: %w", id, err)
 	}
-	for _, inst := range instances {
-		if aws.ToString(inst.InstanceId) == id && inst.State != nil && slices.Contains(liveStates, string(inst.State.Name)) {
-			return p.describedClaim(ctx, inst, map[string]*awsv1.EC2NodeClass{}), nil
-		}
+	if inst != nil && inst.State != nil && slices.Contains(liveStates, string(inst.State.Name)) {
+		return p.describedClaim(ctx, *inst, map[string]*awsv1.EC2NodeClass{}), nil
 	}
 	return nil, &cloudprovider.NotFoundError{ProviderID: providerID}
 }
