@@ -534,7 +534,9 @@ func TestDrainHonoursPodDisruptionBudget(t *testing.T) {
 }
 
 // A pod marked karpenter.sh/do-not-disrupt is not evicted; it holds the
-// node until the claim's terminationGracePeriod has passed, then goes.
+// node until the claim's terminationGracePeriod is about to end: it is
+// deleted at the deadline minus its own grace period (5 s here), so its
+// graceful shutdown is over when the instance goes at the deadline.
 func TestDoNotDisruptHoldsUntilTerminationGracePeriod(t *testing.T) {
 	ctx := context.Background()
 	ns := cp.Namespace(t)
@@ -544,6 +546,8 @@ func TestDoNotDisruptHoldsUntilTerminationGracePeriod(t *testing.T) {
 	createPool(t, np)
 	pod := podOnPool(ns, "precious", np.Name)
 	pod.Annotations = map[string]string{v1.DoNotDisruptAnnotationKey: "true"}
+	podGrace := 5 * time.Second
+	pod.Spec.TerminationGracePeriodSeconds = ptr.To(int64(podGrace / time.Second))
 	if err := cp.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -569,14 +573,18 @@ func TestDoNotDisruptHoldsUntilTerminationGracePeriod(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := nc.DeletionTimestamp.Add(grace)
+	deleteAt := deadline.Add(-podGrace)
 	var early error
 	cp.Eventually(t, 2*time.Minute, "the pod gone after the grace period and the claim with it", func(ctx context.Context) (bool, error) {
 		got := &corev1.Pod{}
 		err := cp.Client.Get(ctx, client.ObjectKeyFromObject(pod), got)
 		gone := err != nil || !got.DeletionTimestamp.IsZero()
 		// The apiserver's timestamps have one-second resolution.
-		if gone && time.Now().Before(deadline.Add(-time.Second)) && early == nil {
-			early = fmt.Errorf("the do-not-disrupt pod went %s before the grace period ended", time.Until(deadline).Round(time.Second))
+		if gone && time.Now().Before(deleteAt.Add(-time.Second)) && early == nil {
+			early = fmt.Errorf("the do-not-disrupt pod went %s before its deletion time", time.Until(deleteAt).Round(time.Second))
+		}
+		if err == nil && got.DeletionGracePeriodSeconds != nil && *got.DeletionGracePeriodSeconds != int64(podGrace/time.Second) && early == nil {
+			early = fmt.Errorf("the pod was deleted with a grace period of %ds, want its own %s", *got.DeletionGracePeriodSeconds, podGrace)
 		}
 		if !gone {
 			return false, fmt.Errorf("pod still there, %s of grace left", time.Until(deadline).Round(time.Second))
