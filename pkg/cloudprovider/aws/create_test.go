@@ -4,8 +4,10 @@ import (
 	"context"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -403,5 +405,63 @@ func TestPlanFleet(t *testing.T) {
 	}
 	if dearer > defaultMaxFleetOverrides {
 		t.Errorf("%v pools cheaper than the last one kept: the cap did not keep the cheapest", dearer)
+	}
+}
+
+// unsettled is EC2 right after a launch, as seen through a fleet answer this
+// provider cannot match to its plan: DescribeInstances does not know the
+// new instances yet (EC2 is eventually consistent) while hide is set, and
+// the fleet's answer names no pool.
+type unsettled struct {
+	instanceEC2API
+	hide atomic.Bool
+}
+
+func (u *unsettled) CreateFleet(ctx context.Context, in *ec2.CreateFleetInput, opts ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error) {
+	out, err := u.instanceEC2API.CreateFleet(ctx, in, opts...)
+	if out != nil {
+		for i := range out.Instances {
+			out.Instances[i].LaunchTemplateAndOverrides = nil
+		}
+	}
+	return out, err
+}
+
+func (u *unsettled) DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, opts ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	if u.hide.Load() {
+		return &ec2.DescribeInstancesOutput{}, nil
+	}
+	return u.instanceEC2API.DescribeInstances(ctx, in, opts...)
+}
+
+// TestUnmatchedFleetAnswerIsAnError: an instance the provider can place in
+// no zone (not described yet, the fleet's answer matching no pool) makes
+// Create fail instead of returning a provider ID that can never be parsed;
+// the retry, once EC2 describes the instance, returns that instance.
+// Mutation tried: returning launchedClaim without checking its provider ID:
+// Create returned "aws:////i-..." and the claim would be stuck.
+func TestUnmatchedFleetAnswerIsAnError(t *testing.T) {
+	e := newEnv(t)
+	nc := e.resolved(t, seedNodeClass(t))
+	p := e.cloudProvider(t, nc)
+	ec2 := &unsettled{instanceEC2API: p.ec2}
+	ec2.hide.Store(true)
+	p.ec2 = ec2
+	claim := newClaim(nc.Name, req(v1.LabelInstanceTypeStable, "m5.xlarge"))
+	got, err := p.Create(context.Background(), claim)
+	if err == nil || cloudprovider.IsInsufficientCapacity(err) || cloudprovider.IsNodeClassNotReady(err) {
+		t.Fatalf("Create = %q, %v; want a launch error", got.Status.ProviderID, err)
+	}
+	ec2.hide.Store(false)
+	got, err = p.Create(context.Background(), claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	instances := e.sim.Instances()
+	if len(instances) != 1 {
+		t.Fatalf("%d instances for one claim", len(instances))
+	}
+	if want := ProviderID(instances[0].Zone, instances[0].ID); got.Status.ProviderID != want {
+		t.Errorf("providerID %q, want %q", got.Status.ProviderID, want)
 	}
 }

@@ -89,7 +89,7 @@ func (p *CloudProvider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.No
 	}
 	if len(existing) > 0 {
 		log.FromContext(ctx).V(1).Info("instance already launched", "nodeClaim", claim.Name, "instance", aws.ToString(existing[0].InstanceId))
-		return p.launchedClaim(claim, existing[0], nc, settings), nil
+		return p.describedLaunch(claim, existing[0], nc, settings)
 	}
 	c, err := p.catalogs.get(p.instanceTypes.Catalog(), nc)
 	if err != nil {
@@ -99,7 +99,10 @@ func (p *CloudProvider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.No
 	if err != nil {
 		return nil, err
 	}
-	out := p.launchedClaim(claim, inst, nc, settings)
+	out, err := p.describedLaunch(claim, inst, nc, settings)
+	if err != nil {
+		return nil, err
+	}
 	log.FromContext(ctx).Info("launched instance", "nodeClaim", claim.Name, "instance", aws.ToString(inst.InstanceId),
 		"instanceType", string(inst.InstanceType), "zone", out.Labels[v1.LabelTopologyZone], "capacityType", out.Labels[v1.CapacityTypeLabelKey])
 	return out, nil
@@ -496,6 +499,21 @@ func (p *CloudProvider) describeInstances(ctx context.Context, in *ec2.DescribeI
 		for _, r := range page.Reservations {
 			out = append(out, r.Instances...)
 		}
+	}
+	return out, nil
+}
+
+// describedLaunch is launchedClaim, or an error when what is known of the
+// instance does not make a provider ID (no zone: DescribeInstances does not
+// know it yet and the fleet's answer named no pool of the plan). A claim
+// recorded with such an ID could never be found, drained or terminated; the
+// error makes the caller retry, and the retry finds the instance by its tags
+// once EC2 describes it.
+func (p *CloudProvider) describedLaunch(claim *v1.NodeClaim, inst ec2types.Instance, nc *awsv1.EC2NodeClass, settings catalog.NodeSettings) (*v1.NodeClaim, error) {
+	out := p.launchedClaim(claim, inst, nc, settings)
+	if _, _, err := ParseProviderID(out.Status.ProviderID); err != nil {
+		return nil, &cloudprovider.LaunchError{Code: "InstanceNotDescribed", Err: fmt.Errorf(
+			"NodeClaim %s: instance %s was launched but its zone is not known yet: %w", claim.Name, aws.ToString(inst.InstanceId), err)}
 	}
 	return out, nil
 }
