@@ -449,8 +449,11 @@ func TestUnmatchedFleetAnswerIsAnError(t *testing.T) {
 	p.ec2 = ec2
 	claim := newClaim(nc.Name, req(v1.LabelInstanceTypeStable, "m5.xlarge"))
 	got, err := p.Create(context.Background(), claim)
-	if err == nil || cloudprovider.IsInsufficientCapacity(err) || cloudprovider.IsNodeClassNotReady(err) {
-		t.Fatalf("Create = %q, %v; want a launch error", got.Status.ProviderID, err)
+	if err == nil {
+		t.Fatalf("Create returned provider ID %q; want a launch error", got.Status.ProviderID)
+	}
+	if cloudprovider.IsInsufficientCapacity(err) || cloudprovider.IsNodeClassNotReady(err) {
+		t.Fatalf("want a launch error, got %v", err)
 	}
 	ec2.hide.Store(false)
 	got, err = p.Create(context.Background(), claim)
