@@ -209,6 +209,28 @@ func TestFleetClientTokenMakesRetriesSafe(t *testing.T) {
 	}
 }
 
+// TestFleetClientTokenReplaysARefusal: EC2 answers a repeated token with
+// the first answer, a refusal included, even once capacity is back; only a
+// new token tries again. This is why a launch must change its token after a
+// refused fleet.
+func TestFleetClientTokenReplaysARefusal(t *testing.T) {
+	e := newEnv(t)
+	e.launchTemplate(t, "nodes", "")
+	e.sim.InsufficientCapacity("m5.large", "ap-northeast-2a", "on-demand")
+	in := fleetInput("nodes", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("m5.large", "ap-northeast-2a"))
+	in.ClientToken = aws.String("claim-uid-attempt-0")
+	refused := e.createFleet(t, in)
+	e.sim.Heal()
+	replayed := e.createFleet(t, in)
+	if len(launched(replayed)) != 0 || len(replayed.Errors) != 1 || aws.ToString(replayed.FleetId) != aws.ToString(refused.FleetId) {
+		t.Errorf("same token after Heal: launched %v, errors %+v; want the cached refusal", launched(replayed), replayed.Errors)
+	}
+	in.ClientToken = aws.String("claim-uid-attempt-1")
+	if ids := launched(e.createFleet(t, in)); len(ids) != 1 {
+		t.Errorf("a new token after Heal launched %v", ids)
+	}
+}
+
 func TestFleetPartialFulfillment(t *testing.T) {
 	e := newEnv(t)
 	e.launchTemplate(t, "nodes", "")

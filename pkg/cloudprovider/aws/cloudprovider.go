@@ -38,6 +38,7 @@ type CloudProvider struct {
 	nodeClasses     NodeClassReader
 	catalogs        *nodeClassCatalogs
 	health          healthCache
+	fleetAttempts   *fleetAttempts
 }
 
 var _ cloudprovider.CloudProvider = (*CloudProvider)(nil)
@@ -61,6 +62,7 @@ func NewCloudProvider(opts Options, clients *Clients, instanceTypes *InstanceTyp
 		instanceTypes:   instanceTypes,
 		nodeClasses:     nodeClasses,
 		catalogs:        newNodeClassCatalogs(),
+		fleetAttempts:   newFleetAttempts(opts.Clock),
 	}, nil
 }
 

@@ -6,10 +6,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
@@ -466,5 +468,41 @@ func TestUnmatchedFleetAnswerIsAnError(t *testing.T) {
 	}
 	if want := ProviderID(instances[0].Zone, instances[0].ID); got.Status.ProviderID != want {
 		t.Errorf("providerID %q, want %q", got.Status.ProviderID, want)
+	}
+}
+
+// TestRetryAfterRefusedFleetLaunches: a claim whose only pool was out of
+// capacity launches once the pool is back and the provider stops avoiding
+// it: its next fleet, identical to the refused one, gets a new client token,
+// so EC2 does not replay the cached refusal. A retry of a fleet that did
+// launch still gets the same instance (TestFleetRequestIsIdempotent).
+// Mutation tried: a token of UID and request only (attempt fixed at 0): the
+// second Create got the cached InsufficientInstanceCapacity again.
+func TestRetryAfterRefusedFleetLaunches(t *testing.T) {
+	e := newEnv(t)
+	nc := e.resolved(t, seedNodeClass(t))
+	clock := clocktesting.NewFakeClock(time.Now())
+	types, err := NewInstanceTypeProvider(e.clients.EC2, e.clients.Pricing, InstanceTypeOptions{
+		Region: region, Snapshot: e.snapshot, Log: e.log.logger(),
+		Unavailable: catalog.NewUnavailableOfferings(catalog.UnavailableOptions{Clock: clock}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	types.Refresh(context.Background())
+	p := e.cloudProviderWith(t, types, nc)
+	claim := newClaim(nc.Name, req(v1.LabelInstanceTypeStable, "m5.xlarge"), req(v1.LabelTopologyZone, "ap-northeast-2a"), req(v1.CapacityTypeLabelKey, v1.CapacityTypeOnDemand))
+	e.sim.InsufficientCapacity("m5.xlarge", "ap-northeast-2a", v1.CapacityTypeOnDemand)
+	if _, err := p.Create(context.Background(), claim); !cloudprovider.IsInsufficientCapacity(err) {
+		t.Fatalf("Create with the only pool empty: want insufficient capacity, got %v", err)
+	}
+	e.sim.Heal()
+	clock.Step(4 * time.Minute) // the pool is no longer avoided
+	got, err := p.Create(context.Background(), claim)
+	if err != nil {
+		t.Fatalf("Create after the pool came back: %v", err)
+	}
+	if inst := simInstance(t, e.sim, got.Status.ProviderID); inst.InstanceType != "m5.xlarge" || inst.Zone != "ap-northeast-2a" {
+		t.Errorf("launched %s in %s", inst.InstanceType, inst.Zone)
 	}
 }

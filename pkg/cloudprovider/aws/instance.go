@@ -357,10 +357,13 @@ func (p *CloudProvider) createFleet(ctx context.Context, claim *v1.NodeClaim, nc
 		} else {
 			in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{AllocationStrategy: ec2types.FleetOnDemandAllocationStrategyLowestPrice}
 		}
-		if in.ClientToken, err = clientToken(claim, in, retry); err != nil {
+		if in.ClientToken, err = clientToken(claim, in, p.fleetAttempts.current(claim.UID)); err != nil {
 			return nil, err
 		}
 		out, err := p.ec2.CreateFleet(ctx, in)
+		if definitiveFailure(out, err) {
+			p.fleetAttempts.failed(claim.UID)
+		}
 		if retry == 0 && launchTemplateMissing(out, err) {
 			log.FromContext(ctx).Info("launch template missing; recreating it", "nodeClaim", claim.Name, "launchTemplates", names)
 			for _, name := range names {
@@ -420,14 +423,16 @@ func (p *CloudProvider) launchTemplateConfigs(ctx context.Context, claim *v1.Nod
 }
 
 // clientToken makes a fleet request idempotent: the SDK's retry of a call
-// whose answer was lost returns the first call's instance instead of
-// launching another. It is a hash of the claim's UID and the whole request,
-// so it differs between the attempts of one Create (other pools, another
-// capacity type, a recreated template) which EC2 would otherwise answer with
-// the first attempt's failure or an IdempotentParameterMismatch. No UID (a
-// claim not from the apiserver), no token: the tag lookup in Create still
+// whose answer was lost, or the next Create after it, returns the first
+// call's instance instead of launching another. It is a hash of the claim's
+// UID, its attempt (see fleetAttempts) and the whole request, so it differs
+// between the fleets of one Create (other pools, another capacity type, a
+// recreated template), which EC2 would otherwise answer with
+// IdempotentParameterMismatch, and after a fleet EC2 refused, whose cached
+// answer EC2 would otherwise replay to every later identical request. No UID
+// (a claim not from the apiserver), no token: the tag lookup in Create still
 // guards against a second instance.
-func clientToken(claim *v1.NodeClaim, in *ec2.CreateFleetInput, retry int) (*string, error) {
+func clientToken(claim *v1.NodeClaim, in *ec2.CreateFleetInput, attempt int) (*string, error) {
 	if claim.UID == "" {
 		return nil, nil
 	}
@@ -436,7 +441,7 @@ func clientToken(claim *v1.NodeClaim, in *ec2.CreateFleetInput, retry int) (*str
 		return nil, fmt.Errorf("hashing the fleet request: %w", err)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%d\n", claim.UID, retry)
+	fmt.Fprintf(h, "%s\n%d\n", claim.UID, attempt)
 	h.Write(request)
 	return aws.String("nodewright-" + hex.EncodeToString(h.Sum(nil)[:16])), nil
 }
