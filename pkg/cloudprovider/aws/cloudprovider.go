@@ -39,6 +39,7 @@ type CloudProvider struct {
 	catalogs        *nodeClassCatalogs
 	health          healthCache
 	fleetAttempts   *fleetAttempts
+	subnets         *subnetAddresses
 }
 
 var _ cloudprovider.CloudProvider = (*CloudProvider)(nil)
@@ -63,6 +64,7 @@ func NewCloudProvider(opts Options, clients *Clients, instanceTypes *InstanceTyp
 		nodeClasses:     nodeClasses,
 		catalogs:        newNodeClassCatalogs(),
 		fleetAttempts:   newFleetAttempts(opts.Clock),
+		subnets:         newSubnetAddresses(clients.EC2, opts.Clock),
 	}, nil
 }
 

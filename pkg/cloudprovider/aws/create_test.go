@@ -373,7 +373,7 @@ func TestPlanFleet(t *testing.T) {
 	claim := newClaim(nc.Name, req(v1.CapacityTypeLabelKey, v1.CapacityTypeOnDemand))
 	claim.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("7"), corev1.ResourceMemory: resource.MustParse("20Gi")}
 	reqs, _ := requirements.FromNodePool(claim.Spec.Requirements)
-	plan, err := p.planFleet(claim, nc, reqs, c, settings)
+	plan, err := p.planFleet(claim, nc, reqs, c, settings, p.subnets.byZone(nc.Status.Subnets))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,13 +44,17 @@ type instanceEC2API interface {
 // (type, zone, capacity type) cannot be had right now: the offering is
 // marked unavailable and the launch moves on to the others.
 var capacityErrorCodes = map[string]bool{
-	"InsufficientInstanceCapacity":      true,
-	"UnfulfillableCapacity":             true,
-	"MaxSpotInstanceCountExceeded":      true,
-	"VcpuLimitExceeded":                 true,
-	"InsufficientFreeAddressesInSubnet": true,
-	"Unsupported":                       true,
+	"InsufficientInstanceCapacity": true,
+	"UnfulfillableCapacity":        true,
+	"MaxSpotInstanceCountExceeded": true,
+	"VcpuLimitExceeded":            true,
+	"Unsupported":                  true,
 }
+
+// subnetFullCode is EC2's fleet error for an override whose subnet has no
+// free address. It says nothing of the offering: the zone's other subnets
+// may have room. Only when all of them are full is the offering marked.
+const subnetFullCode = "InsufficientFreeAddressesInSubnet"
 
 // maxFleetAttempts bounds the fleets one Create tries: each marks the pools
 // that failed, so the next one asks only for the rest (and on-demand once
@@ -109,29 +113,45 @@ func (p *CloudProvider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.No
 }
 
 // launch creates fleets until one launches an instance, each without the
-// offerings the previous ones found out of capacity.
+// offerings the previous ones found out of capacity. Each zone is asked for
+// in every subnet of the node class there, the one with the most free
+// addresses first (see subnetAddresses).
 func (p *CloudProvider) launch(ctx context.Context, claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, reqs requirements.Requirements, c *catalog.Catalog, settings catalog.NodeSettings) (ec2types.Instance, error) {
+	if err := p.subnets.refresh(ctx, nc.Status.Subnets); err != nil {
+		log.FromContext(ctx).V(1).Info("using the free addresses known", "error", err.Error())
+	}
 	var capacityErrs []string
 	lastCode := cloudprovider.NoOfferingAvailable
 	for range maxFleetAttempts {
-		plan, err := p.planFleet(claim, nc, reqs, c, settings)
+		plan, err := p.planFleet(claim, nc, reqs, c, settings, p.subnets.byZone(nc.Status.Subnets))
 		if err != nil {
 			if len(capacityErrs) > 0 {
 				err = fmt.Errorf("%w (after %s)", err, strings.Join(capacityErrs, "; "))
 			}
 			return ec2types.Instance{}, &cloudprovider.InsufficientCapacityError{Code: lastCode, Err: fmt.Errorf("NodeClaim %s: %w", claim.Name, err)}
 		}
+		reservation := p.subnets.reserve(plan.preferredSubnets())
 		out, err := p.createFleet(ctx, claim, nc, plan)
 		if err != nil {
+			p.subnets.release(reservation, "")
 			return ec2types.Instance{}, err
 		}
 		var other []string
 		otherCode := ""
-		marked := 0
+		learned := 0
 		for _, e := range out.Errors {
 			code, message := aws.ToString(e.ErrorCode), aws.ToString(e.ErrorMessage)
 			o, ok := plan.find(e.LaunchTemplateAndOverrides)
-			if !capacityErrorCodes[code] || !ok {
+			if ok && code == subnetFullCode {
+				p.subnets.full(o.subnet)
+				log.FromContext(ctx).V(1).Info("subnet full", "nodeClaim", claim.Name, "subnet", o.subnet, "zone", o.zone)
+				if !p.subnets.zoneFull(o.zone, nc.Status.Subnets) {
+					// The next fleet asks for the zone's other subnets first.
+					learned++
+					capacityErrs = append(capacityErrs, fmt.Sprintf("subnet %s: %s", o.subnet, code))
+					continue
+				}
+			} else if !capacityErrorCodes[code] || !ok {
 				other = append(other, code+": "+message)
 				otherCode = cmp.Or(otherCode, code)
 				continue
@@ -139,16 +159,19 @@ func (p *CloudProvider) launch(ctx context.Context, claim *v1.NodeClaim, nc *aws
 			lastCode = code
 			capacityType := cmp.Or(string(e.Lifecycle), plan.capacityType)
 			c.Unavailable.MarkUnavailable(o.instanceType.Name, o.zone, capacityType)
-			marked++
+			learned++
 			capacityErrs = append(capacityErrs, fmt.Sprintf("%s %s %s: %s", o.instanceType.Name, o.zone, capacityType, code))
 			log.FromContext(ctx).V(1).Info("offering out of capacity", "nodeClaim", claim.Name, "instanceType", o.instanceType.Name, "zone", o.zone, "capacityType", capacityType, "code", code)
 		}
 		for _, fi := range out.Instances {
 			if len(fi.InstanceIds) > 0 {
-				return p.launchedInstance(ctx, fi, plan), nil
+				inst := p.launchedInstance(ctx, fi, plan)
+				p.subnets.release(reservation, aws.ToString(inst.SubnetId))
+				return inst, nil
 			}
 		}
-		if marked == 0 {
+		p.subnets.release(reservation, "")
+		if learned == 0 {
 			// Nothing learned: another fleet would fail the same way.
 			if len(other) == 0 {
 				other = []string{"no instance and no error"}
@@ -168,12 +191,21 @@ type fleetPlan struct {
 	taints       []corev1.Taint
 }
 
-// override is one pool: an instance type in one subnet, with its AMI.
+// override is one pool in one subnet: an instance type in a zone, with
+// its AMI; rank is the subnet's place among the zone's (0: most free
+// addresses).
 type override struct {
 	instanceType *catalog.InstanceType
 	zone, subnet string
+	rank         int
 	ami          awsv1.AMI
 	price        float64
+}
+
+// preferredSubnets are the subnets the plan prefers, one per zone: where
+// its launch will most likely take an address.
+func (f fleetPlan) preferredSubnets() []string {
+	return lo.Uniq(lo.FilterMap(f.overrides, func(o override, _ int) (string, bool) { return o.subnet, o.rank == 0 }))
 }
 
 // find returns the override a fleet error names.
@@ -192,17 +224,12 @@ func (f fleetPlan) find(lo *ec2types.LaunchTemplateAndOverridesResponse) (overri
 }
 
 // planFleet chooses the capacity type and pools for the next fleet from the
-// offerings still available.
-func (p *CloudProvider) planFleet(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, reqs requirements.Requirements, c *catalog.Catalog, settings catalog.NodeSettings) (fleetPlan, error) {
+// offerings still available, each pool in every subnet of its zone in the
+// order zoneSubnets gives, so a full subnet does not take its zone out.
+func (p *CloudProvider) planFleet(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, reqs requirements.Requirements, c *catalog.Catalog, settings catalog.NodeSettings, zoneSubnets map[string][]string) (fleetPlan, error) {
 	candidates, err := c.Filter(reqs)
 	if err != nil {
 		return fleetPlan{}, err
-	}
-	subnets := map[string]string{} // zone -> the subnet with the most free addresses
-	for _, s := range nc.Status.Subnets {
-		if _, ok := subnets[s.Zone]; !ok {
-			subnets[s.Zone] = s.ID
-		}
 	}
 	var spot, onDemand []override
 	for _, cand := range candidates {
@@ -214,21 +241,19 @@ func (p *CloudProvider) planFleet(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, r
 			continue
 		}
 		for _, o := range cand.Offerings() {
-			subnet, ok := subnets[o.Zone]
-			if !ok {
-				continue
-			}
-			ov := override{instanceType: cand.Type, zone: o.Zone, subnet: subnet, ami: ami, price: o.Price}
-			switch o.CapacityType {
-			case v1.CapacityTypeSpot:
-				spot = append(spot, ov)
-			case v1.CapacityTypeOnDemand:
-				onDemand = append(onDemand, ov)
+			for rank, subnet := range zoneSubnets[o.Zone] {
+				ov := override{instanceType: cand.Type, zone: o.Zone, subnet: subnet, rank: rank, ami: ami, price: o.Price}
+				switch o.CapacityType {
+				case v1.CapacityTypeSpot:
+					spot = append(spot, ov)
+				case v1.CapacityTypeOnDemand:
+					onDemand = append(onDemand, ov)
+				}
 			}
 		}
 	}
 	byPrice := func(a, b override) int {
-		return cmp.Or(cmp.Compare(a.price, b.price), cmp.Compare(a.instanceType.Name, b.instanceType.Name), cmp.Compare(a.zone, b.zone))
+		return cmp.Or(cmp.Compare(a.price, b.price), cmp.Compare(a.instanceType.Name, b.instanceType.Name), cmp.Compare(a.zone, b.zone), cmp.Compare(a.rank, b.rank))
 	}
 	slices.SortFunc(spot, byPrice)
 	slices.SortFunc(onDemand, byPrice)

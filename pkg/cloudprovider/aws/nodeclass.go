@@ -230,7 +230,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // subnets resolves subnetSelectorTerms (ORed), the ones with the most free
-// addresses first: the launch path uses the first subnet of each zone.
+// addresses first: the order a launch uses when it cannot count them itself
+// (see subnetAddresses).
 func (r *NodeClassResolver) subnets(ctx context.Context, nc *awsv1.EC2NodeClass) ([]awsv1.Subnet, []string, error) {
 	type found struct {
 		subnet awsv1.Subnet
