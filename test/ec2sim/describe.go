@@ -326,11 +326,12 @@ func (s *Server) describeSubnets(p params) (any, *APIError) {
 		Tags         *items[tagXML] `xml:"tagSet,omitempty"`
 	}
 	ids, filters := toSet(p.list("SubnetId")), p.filters()
-	// Instances hold addresses; EC2 counts them out of the free ones.
+	// Instances and other interfaces hold addresses; EC2 counts them out of
+	// the free ones.
 	s.mu.Lock()
 	inUse := map[string]int32{}
 	for _, sn := range s.scenario.Subnets {
-		inUse[sn.ID] = int32(s.ipsInUseLocked(sn.ID))
+		inUse[sn.ID] = int32(s.ipsInUseLocked(sn.ID)) + s.held[sn.ID]
 	}
 	s.mu.Unlock()
 	var out []subnetXML

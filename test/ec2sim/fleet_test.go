@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -209,6 +210,28 @@ func TestFleetClientTokenMakesRetriesSafe(t *testing.T) {
 	}
 }
 
+// TestFleetClientTokenReplaysARefusal: EC2 answers a repeated token with
+// the first answer, a refusal included, even once capacity is back; only a
+// new token tries again. This is why a launch must change its token after a
+// refused fleet.
+func TestFleetClientTokenReplaysARefusal(t *testing.T) {
+	e := newEnv(t)
+	e.launchTemplate(t, "nodes", "")
+	e.sim.InsufficientCapacity("m5.large", "ap-northeast-2a", "on-demand")
+	in := fleetInput("nodes", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("m5.large", "ap-northeast-2a"))
+	in.ClientToken = aws.String("claim-uid-attempt-0")
+	refused := e.createFleet(t, in)
+	e.sim.Heal()
+	replayed := e.createFleet(t, in)
+	if len(launched(replayed)) != 0 || len(replayed.Errors) != 1 || aws.ToString(replayed.FleetId) != aws.ToString(refused.FleetId) {
+		t.Errorf("same token after Heal: launched %v, errors %+v; want the cached refusal", launched(replayed), replayed.Errors)
+	}
+	in.ClientToken = aws.String("claim-uid-attempt-1")
+	if ids := launched(e.createFleet(t, in)); len(ids) != 1 {
+		t.Errorf("a new token after Heal launched %v", ids)
+	}
+}
+
 func TestFleetPartialFulfillment(t *testing.T) {
 	e := newEnv(t)
 	e.launchTemplate(t, "nodes", "")
@@ -341,5 +364,53 @@ func TestSpotPoolsOutOfCapacityIsRepeatable(t *testing.T) {
 	out := a.createFleet(t, fleetInput("nodes", ec2types.DefaultTargetCapacityTypeSpot, 1, override(pool.InstanceType, pool.Zone)))
 	if len(out.Instances) != 0 || len(out.Errors) != 1 || aws.ToString(out.Errors[0].ErrorCode) != "InsufficientInstanceCapacity" {
 		t.Errorf("fleet in emptied pool %v: %+v %+v", pool, out.Instances, out.Errors)
+	}
+}
+
+// TestSubnetFreeAddresses: a subnet's AvailableIpAddressCount drops by one
+// per instance launched into it and comes back when one terminates; a fleet
+// override for a subnet with none left fails with
+// InsufficientFreeAddressesInSubnet while another subnet of the zone fills
+// the request, as EC2 does.
+// Mutation tried: SetSubnetFreeAddresses not counted by allocateIPLocked
+// (only by DescribeSubnets): the third fleet launched into the full subnet.
+func TestSubnetFreeAddresses(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.launchTemplate(t, "nodes", "")
+	const private, public = subnet2a, "subnet-0e000000000000005"
+	e.sim.SetSubnetFreeAddresses(private, 2)
+	free := func() int32 {
+		t.Helper()
+		out, err := e.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{private}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToInt32(out.Subnets[0].AvailableIpAddressCount)
+	}
+	if n := free(); n != 2 {
+		t.Fatalf("free addresses %d, want 2", n)
+	}
+	ids := launched(e.createFleet(t, fleetInput("nodes", ec2types.DefaultTargetCapacityTypeOnDemand, 2, override("m5.large", "ap-northeast-2a"))))
+	if n := free(); len(ids) != 2 || n != 0 {
+		t.Fatalf("launched %v, %d free; want 2 and 0", ids, n)
+	}
+	both := override("m5.large", "ap-northeast-2a")
+	other := both
+	other.SubnetId = aws.String(public)
+	out := e.createFleet(t, fleetInput("nodes", ec2types.DefaultTargetCapacityTypeOnDemand, 1, both, other))
+	if len(out.Errors) != 1 || aws.ToString(out.Errors[0].ErrorCode) != "InsufficientFreeAddressesInSubnet" ||
+		aws.ToString(out.Errors[0].LaunchTemplateAndOverrides.Overrides.SubnetId) != private {
+		t.Errorf("errors %+v, want InsufficientFreeAddressesInSubnet for %s", out.Errors, private)
+	}
+	if got := launched(out); len(got) != 1 || e.instance(t, got[0]).SubnetID != public {
+		t.Errorf("launched %v, want one in %s", got, public)
+	}
+	if _, err := e.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.Advance(time.Minute) // shutting-down holds the address until terminated
+	if n := free(); n != 1 {
+		t.Errorf("free addresses after a termination %d, want 1", n)
 	}
 }

@@ -201,7 +201,7 @@ func (s *Server) allocateIPLocked(sn Subnet) string {
 		pool = &subnetIPs{prefix: prefix.Masked(), used: map[netip.Addr]bool{}, next: s.idBase % 1024}
 		s.ips[sn.ID] = pool
 	}
-	if len(pool.used) >= int(sn.AvailableIPs) {
+	if len(pool.used)+int(s.held[sn.ID]) >= int(sn.AvailableIPs) {
 		return ""
 	}
 	size := uint64(1) << (32 - pool.prefix.Bits())
@@ -229,6 +229,24 @@ func (s *Server) releaseIPLocked(in *instance) {
 	if pool, ok := s.ips[in.SubnetID]; ok {
 		if addr, err := netip.ParseAddr(in.PrivateIP); err == nil {
 			delete(pool.used, addr)
+		}
+	}
+}
+
+// SetSubnetFreeAddresses leaves n addresses of the subnet free for
+// instances from now on, as when other network interfaces of the account
+// (load balancers, Lambda, pods' ENIs) take or return addresses: its
+// AvailableIpAddressCount reads n, each instance launched into it takes one,
+// each terminated one gives its address back, and a fleet override for it
+// fails with InsufficientFreeAddressesInSubnet at 0. The account's state,
+// not a fault: Heal keeps it.
+func (s *Server) SetSubnetFreeAddresses(subnetID string, n int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sn := range s.scenario.Subnets {
+		if sn.ID == subnetID {
+			free := sn.AvailableIPs - int32(s.ipsInUseLocked(sn.ID))
+			s.held[sn.ID] = min(max(free-n, 0), free)
 		}
 	}
 }

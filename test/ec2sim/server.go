@@ -53,6 +53,7 @@ type Server struct {
 	ltQuota   int                         // launch templates the account may have; 0 = DefaultLaunchTemplateQuota
 	tokens    map[string]idempotentAnswer // action + client token -> answer
 	ips       map[string]*subnetIPs       // by subnet id
+	held      map[string]int32            // a subnet's addresses held by others (ENIs, load balancers)
 	params    map[string]parameter        // SSM parameters by name
 	watchers  map[*watcher]struct{}
 	capacity  map[Pool]int // remaining launches of a pool; absent = unlimited
@@ -104,7 +105,7 @@ func Start(scenario *Scenario, snapshot *catalog.Snapshot) (*Server, error) {
 		faults: map[string][]fault{}, always: map[string]fault{}, rates: map[string]*rate{}, spot: map[spotKey]float64{}, calls: map[string]int{},
 		types: map[string]catalog.SnapshotType{}, settings: defaultLifecycleSettings(),
 		instances: map[string]*instance{}, templates: map[string]*LaunchTemplate{},
-		tokens: map[string]idempotentAnswer{}, ips: map[string]*subnetIPs{}, params: map[string]parameter{},
+		tokens: map[string]idempotentAnswer{}, ips: map[string]*subnetIPs{}, held: map[string]int32{}, params: map[string]parameter{},
 		watchers: map[*watcher]struct{}{}, capacity: map[Pool]int{}, spotLimit: -1,
 		queues: map[string]*queue{},
 	}

@@ -39,6 +39,8 @@ type CloudProvider struct {
 	catalogs        *nodeClassCatalogs
 	health          healthCache
 	instances       *instanceBatcher
+	fleetAttempts   *fleetAttempts
+	subnets         *subnetAddresses
 }
 
 var _ cloudprovider.CloudProvider = (*CloudProvider)(nil)
@@ -62,6 +64,8 @@ func NewCloudProvider(opts Options, clients *Clients, instanceTypes *InstanceTyp
 		instanceTypes:   instanceTypes,
 		nodeClasses:     nodeClasses,
 		catalogs:        newNodeClassCatalogs(),
+		fleetAttempts:   newFleetAttempts(opts.Clock),
+		subnets:         newSubnetAddresses(clients.EC2, opts.Clock),
 	}
 	p.instances = &instanceBatcher{describe: p.describeInstances, window: instanceBatchWindow}
 	return p, nil

@@ -4,10 +4,14 @@ import (
 	"context"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
@@ -369,7 +373,7 @@ func TestPlanFleet(t *testing.T) {
 	claim := newClaim(nc.Name, req(v1.CapacityTypeLabelKey, v1.CapacityTypeOnDemand))
 	claim.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("7"), corev1.ResourceMemory: resource.MustParse("20Gi")}
 	reqs, _ := requirements.FromNodePool(claim.Spec.Requirements)
-	plan, err := p.planFleet(claim, nc, reqs, c, settings)
+	plan, err := p.planFleet(claim, nc, reqs, c, settings, p.subnets.byZone(nc.Status.Subnets))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,5 +407,102 @@ func TestPlanFleet(t *testing.T) {
 	}
 	if dearer > defaultMaxFleetOverrides {
 		t.Errorf("%v pools cheaper than the last one kept: the cap did not keep the cheapest", dearer)
+	}
+}
+
+// unsettled is EC2 right after a launch, as seen through a fleet answer this
+// provider cannot match to its plan: DescribeInstances does not know the
+// new instances yet (EC2 is eventually consistent) while hide is set, and
+// the fleet's answer names no pool.
+type unsettled struct {
+	instanceEC2API
+	hide atomic.Bool
+}
+
+func (u *unsettled) CreateFleet(ctx context.Context, in *ec2.CreateFleetInput, opts ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error) {
+	out, err := u.instanceEC2API.CreateFleet(ctx, in, opts...)
+	if out != nil {
+		for i := range out.Instances {
+			out.Instances[i].LaunchTemplateAndOverrides = nil
+		}
+	}
+	return out, err
+}
+
+func (u *unsettled) DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, opts ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	if u.hide.Load() {
+		return &ec2.DescribeInstancesOutput{}, nil
+	}
+	return u.instanceEC2API.DescribeInstances(ctx, in, opts...)
+}
+
+// TestUnmatchedFleetAnswerIsAnError: an instance the provider can place in
+// no zone (not described yet, the fleet's answer matching no pool) makes
+// Create fail instead of returning a provider ID that can never be parsed;
+// the retry, once EC2 describes the instance, returns that instance.
+// Mutation tried: returning launchedClaim without checking its provider ID:
+// Create returned "aws:////i-..." and the claim would be stuck.
+func TestUnmatchedFleetAnswerIsAnError(t *testing.T) {
+	e := newEnv(t)
+	nc := e.resolved(t, seedNodeClass(t))
+	p := e.cloudProvider(t, nc)
+	ec2 := &unsettled{instanceEC2API: p.ec2}
+	ec2.hide.Store(true)
+	p.ec2 = ec2
+	claim := newClaim(nc.Name, req(v1.LabelInstanceTypeStable, "m5.xlarge"))
+	got, err := p.Create(context.Background(), claim)
+	if err == nil {
+		t.Fatalf("Create returned provider ID %q; want a launch error", got.Status.ProviderID)
+	}
+	if cloudprovider.IsInsufficientCapacity(err) || cloudprovider.IsNodeClassNotReady(err) {
+		t.Fatalf("want a launch error, got %v", err)
+	}
+	ec2.hide.Store(false)
+	got, err = p.Create(context.Background(), claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	instances := e.sim.Instances()
+	if len(instances) != 1 {
+		t.Fatalf("%d instances for one claim", len(instances))
+	}
+	if want := ProviderID(instances[0].Zone, instances[0].ID); got.Status.ProviderID != want {
+		t.Errorf("providerID %q, want %q", got.Status.ProviderID, want)
+	}
+}
+
+// TestRetryAfterRefusedFleetLaunches: a claim whose only pool was out of
+// capacity launches once the pool is back and the provider stops avoiding
+// it: its next fleet, identical to the refused one, gets a new client token,
+// so EC2 does not replay the cached refusal. A retry of a fleet that did
+// launch still gets the same instance (TestFleetRequestIsIdempotent).
+// Mutation tried: a token of UID and request only (attempt fixed at 0): the
+// second Create got the cached InsufficientInstanceCapacity again.
+func TestRetryAfterRefusedFleetLaunches(t *testing.T) {
+	e := newEnv(t)
+	nc := e.resolved(t, seedNodeClass(t))
+	clock := clocktesting.NewFakeClock(time.Now())
+	types, err := NewInstanceTypeProvider(e.clients.EC2, e.clients.Pricing, InstanceTypeOptions{
+		Region: region, Snapshot: e.snapshot, Log: e.log.logger(),
+		Unavailable: catalog.NewUnavailableOfferings(catalog.UnavailableOptions{Clock: clock}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	types.Refresh(context.Background())
+	p := e.cloudProviderWith(t, types, nc)
+	claim := newClaim(nc.Name, req(v1.LabelInstanceTypeStable, "m5.xlarge"), req(v1.LabelTopologyZone, "ap-northeast-2a"), req(v1.CapacityTypeLabelKey, v1.CapacityTypeOnDemand))
+	e.sim.InsufficientCapacity("m5.xlarge", "ap-northeast-2a", v1.CapacityTypeOnDemand)
+	if _, err := p.Create(context.Background(), claim); !cloudprovider.IsInsufficientCapacity(err) {
+		t.Fatalf("Create with the only pool empty: want insufficient capacity, got %v", err)
+	}
+	e.sim.Heal()
+	clock.Step(4 * time.Minute) // the pool is no longer avoided
+	got, err := p.Create(context.Background(), claim)
+	if err != nil {
+		t.Fatalf("Create after the pool came back: %v", err)
+	}
+	if inst := simInstance(t, e.sim, got.Status.ProviderID); inst.InstanceType != "m5.xlarge" || inst.Zone != "ap-northeast-2a" {
+		t.Errorf("launched %s in %s", inst.InstanceType, inst.Zone)
 	}
 }

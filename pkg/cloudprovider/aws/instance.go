@@ -44,13 +44,17 @@ type instanceEC2API interface {
 // (type, zone, capacity type) cannot be had right now: the offering is
 // marked unavailable and the launch moves on to the others.
 var capacityErrorCodes = map[string]bool{
-	"InsufficientInstanceCapacity":      true,
-	"UnfulfillableCapacity":             true,
-	"MaxSpotInstanceCountExceeded":      true,
-	"VcpuLimitExceeded":                 true,
-	"InsufficientFreeAddressesInSubnet": true,
-	"Unsupported":                       true,
+	"InsufficientInstanceCapacity": true,
+	"UnfulfillableCapacity":        true,
+	"MaxSpotInstanceCountExceeded": true,
+	"VcpuLimitExceeded":            true,
+	"Unsupported":                  true,
 }
+
+// subnetFullCode is EC2's fleet error for an override whose subnet has no
+// free address. It says nothing of the offering: the zone's other subnets
+// may have room. Only when all of them are full is the offering marked.
+const subnetFullCode = "InsufficientFreeAddressesInSubnet"
 
 // maxFleetAttempts bounds the fleets one Create tries: each marks the pools
 // that failed, so the next one asks only for the rest (and on-demand once
@@ -89,7 +93,7 @@ func (p *CloudProvider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.No
 	}
 	if len(existing) > 0 {
 		log.FromContext(ctx).V(1).Info("instance already launched", "nodeClaim", claim.Name, "instance", aws.ToString(existing[0].InstanceId))
-		return p.launchedClaim(claim, existing[0], nc, settings), nil
+		return p.describedLaunch(claim, existing[0], nc, settings)
 	}
 	c, err := p.catalogs.get(p.instanceTypes.Catalog(), nc)
 	if err != nil {
@@ -99,36 +103,55 @@ func (p *CloudProvider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.No
 	if err != nil {
 		return nil, err
 	}
-	out := p.launchedClaim(claim, inst, nc, settings)
+	out, err := p.describedLaunch(claim, inst, nc, settings)
+	if err != nil {
+		return nil, err
+	}
 	log.FromContext(ctx).Info("launched instance", "nodeClaim", claim.Name, "instance", aws.ToString(inst.InstanceId),
 		"instanceType", string(inst.InstanceType), "zone", out.Labels[v1.LabelTopologyZone], "capacityType", out.Labels[v1.CapacityTypeLabelKey])
 	return out, nil
 }
 
 // launch creates fleets until one launches an instance, each without the
-// offerings the previous ones found out of capacity.
+// offerings the previous ones found out of capacity. Each zone is asked for
+// in every subnet of the node class there, the one with the most free
+// addresses first (see subnetAddresses).
 func (p *CloudProvider) launch(ctx context.Context, claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, reqs requirements.Requirements, c *catalog.Catalog, settings catalog.NodeSettings) (ec2types.Instance, error) {
+	if err := p.subnets.refresh(ctx, nc.Status.Subnets); err != nil {
+		log.FromContext(ctx).V(1).Info("using the free addresses known", "error", err.Error())
+	}
 	var capacityErrs []string
 	lastCode := cloudprovider.NoOfferingAvailable
 	for range maxFleetAttempts {
-		plan, err := p.planFleet(claim, nc, reqs, c, settings)
+		plan, err := p.planFleet(claim, nc, reqs, c, settings, p.subnets.byZone(nc.Status.Subnets))
 		if err != nil {
 			if len(capacityErrs) > 0 {
 				err = fmt.Errorf("%w (after %s)", err, strings.Join(capacityErrs, "; "))
 			}
 			return ec2types.Instance{}, &cloudprovider.InsufficientCapacityError{Code: lastCode, Err: fmt.Errorf("NodeClaim %s: %w", claim.Name, err)}
 		}
+		reservation := p.subnets.reserve(plan.preferredSubnets())
 		out, err := p.createFleet(ctx, claim, nc, plan)
 		if err != nil {
+			p.subnets.release(reservation, "")
 			return ec2types.Instance{}, err
 		}
 		var other []string
 		otherCode := ""
-		marked := 0
+		learned := 0
 		for _, e := range out.Errors {
 			code, message := aws.ToString(e.ErrorCode), aws.ToString(e.ErrorMessage)
 			o, ok := plan.find(e.LaunchTemplateAndOverrides)
-			if !capacityErrorCodes[code] || !ok {
+			if ok && code == subnetFullCode {
+				p.subnets.full(o.subnet)
+				log.FromContext(ctx).V(1).Info("subnet full", "nodeClaim", claim.Name, "subnet", o.subnet, "zone", o.zone)
+				if !p.subnets.zoneFull(o.zone, nc.Status.Subnets) {
+					// The next fleet asks for the zone's other subnets first.
+					learned++
+					capacityErrs = append(capacityErrs, fmt.Sprintf("subnet %s: %s", o.subnet, code))
+					continue
+				}
+			} else if !capacityErrorCodes[code] || !ok {
 				other = append(other, code+": "+message)
 				otherCode = cmp.Or(otherCode, code)
 				continue
@@ -136,16 +159,19 @@ func (p *CloudProvider) launch(ctx context.Context, claim *v1.NodeClaim, nc *aws
 			lastCode = code
 			capacityType := cmp.Or(string(e.Lifecycle), plan.capacityType)
 			c.Unavailable.MarkUnavailable(o.instanceType.Name, o.zone, capacityType)
-			marked++
+			learned++
 			capacityErrs = append(capacityErrs, fmt.Sprintf("%s %s %s: %s", o.instanceType.Name, o.zone, capacityType, code))
 			log.FromContext(ctx).V(1).Info("offering out of capacity", "nodeClaim", claim.Name, "instanceType", o.instanceType.Name, "zone", o.zone, "capacityType", capacityType, "code", code)
 		}
 		for _, fi := range out.Instances {
 			if len(fi.InstanceIds) > 0 {
-				return p.launchedInstance(ctx, fi, plan), nil
+				inst := p.launchedInstance(ctx, fi, plan)
+				p.subnets.release(reservation, aws.ToString(inst.SubnetId))
+				return inst, nil
 			}
 		}
-		if marked == 0 {
+		p.subnets.release(reservation, "")
+		if learned == 0 {
 			// Nothing learned: another fleet would fail the same way.
 			if len(other) == 0 {
 				other = []string{"no instance and no error"}
@@ -165,12 +191,21 @@ type fleetPlan struct {
 	taints       []corev1.Taint
 }
 
-// override is one pool: an instance type in one subnet, with its AMI.
+// override is one pool in one subnet: an instance type in a zone, with
+// its AMI; rank is the subnet's place among the zone's (0: most free
+// addresses).
 type override struct {
 	instanceType *catalog.InstanceType
 	zone, subnet string
+	rank         int
 	ami          awsv1.AMI
 	price        float64
+}
+
+// preferredSubnets are the subnets the plan prefers, one per zone: where
+// its launch will most likely take an address.
+func (f fleetPlan) preferredSubnets() []string {
+	return lo.Uniq(lo.FilterMap(f.overrides, func(o override, _ int) (string, bool) { return o.subnet, o.rank == 0 }))
 }
 
 // find returns the override a fleet error names.
@@ -189,17 +224,12 @@ func (f fleetPlan) find(lo *ec2types.LaunchTemplateAndOverridesResponse) (overri
 }
 
 // planFleet chooses the capacity type and pools for the next fleet from the
-// offerings still available.
-func (p *CloudProvider) planFleet(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, reqs requirements.Requirements, c *catalog.Catalog, settings catalog.NodeSettings) (fleetPlan, error) {
+// offerings still available, each pool in every subnet of its zone in the
+// order zoneSubnets gives, so a full subnet does not take its zone out.
+func (p *CloudProvider) planFleet(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, reqs requirements.Requirements, c *catalog.Catalog, settings catalog.NodeSettings, zoneSubnets map[string][]string) (fleetPlan, error) {
 	candidates, err := c.Filter(reqs)
 	if err != nil {
 		return fleetPlan{}, err
-	}
-	subnets := map[string]string{} // zone -> the subnet with the most free addresses
-	for _, s := range nc.Status.Subnets {
-		if _, ok := subnets[s.Zone]; !ok {
-			subnets[s.Zone] = s.ID
-		}
 	}
 	var spot, onDemand []override
 	for _, cand := range candidates {
@@ -211,21 +241,19 @@ func (p *CloudProvider) planFleet(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, r
 			continue
 		}
 		for _, o := range cand.Offerings() {
-			subnet, ok := subnets[o.Zone]
-			if !ok {
-				continue
-			}
-			ov := override{instanceType: cand.Type, zone: o.Zone, subnet: subnet, ami: ami, price: o.Price}
-			switch o.CapacityType {
-			case v1.CapacityTypeSpot:
-				spot = append(spot, ov)
-			case v1.CapacityTypeOnDemand:
-				onDemand = append(onDemand, ov)
+			for rank, subnet := range zoneSubnets[o.Zone] {
+				ov := override{instanceType: cand.Type, zone: o.Zone, subnet: subnet, rank: rank, ami: ami, price: o.Price}
+				switch o.CapacityType {
+				case v1.CapacityTypeSpot:
+					spot = append(spot, ov)
+				case v1.CapacityTypeOnDemand:
+					onDemand = append(onDemand, ov)
+				}
 			}
 		}
 	}
 	byPrice := func(a, b override) int {
-		return cmp.Or(cmp.Compare(a.price, b.price), cmp.Compare(a.instanceType.Name, b.instanceType.Name), cmp.Compare(a.zone, b.zone))
+		return cmp.Or(cmp.Compare(a.price, b.price), cmp.Compare(a.instanceType.Name, b.instanceType.Name), cmp.Compare(a.zone, b.zone), cmp.Compare(a.rank, b.rank))
 	}
 	slices.SortFunc(spot, byPrice)
 	slices.SortFunc(onDemand, byPrice)
@@ -354,10 +382,13 @@ func (p *CloudProvider) createFleet(ctx context.Context, claim *v1.NodeClaim, nc
 		} else {
 			in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{AllocationStrategy: ec2types.FleetOnDemandAllocationStrategyLowestPrice}
 		}
-		if in.ClientToken, err = clientToken(claim, in, retry); err != nil {
+		if in.ClientToken, err = clientToken(claim, in, p.fleetAttempts.current(claim.UID)); err != nil {
 			return nil, err
 		}
 		out, err := p.ec2.CreateFleet(ctx, in)
+		if definitiveFailure(out, err) {
+			p.fleetAttempts.failed(claim.UID)
+		}
 		if retry == 0 && launchTemplateMissing(out, err) {
 			log.FromContext(ctx).Info("launch template missing; recreating it", "nodeClaim", claim.Name, "launchTemplates", names)
 			for _, name := range names {
@@ -417,14 +448,16 @@ func (p *CloudProvider) launchTemplateConfigs(ctx context.Context, claim *v1.Nod
 }
 
 // clientToken makes a fleet request idempotent: the SDK's retry of a call
-// whose answer was lost returns the first call's instance instead of
-// launching another. It is a hash of the claim's UID and the whole request,
-// so it differs between the attempts of one Create (other pools, another
-// capacity type, a recreated template) which EC2 would otherwise answer with
-// the first attempt's failure or an IdempotentParameterMismatch. No UID (a
-// claim not from the apiserver), no token: the tag lookup in Create still
+// whose answer was lost, or the next Create after it, returns the first
+// call's instance instead of launching another. It is a hash of the claim's
+// UID, its attempt (see fleetAttempts) and the whole request, so it differs
+// between the fleets of one Create (other pools, another capacity type, a
+// recreated template), which EC2 would otherwise answer with
+// IdempotentParameterMismatch, and after a fleet EC2 refused, whose cached
+// answer EC2 would otherwise replay to every later identical request. No UID
+// (a claim not from the apiserver), no token: the tag lookup in Create still
 // guards against a second instance.
-func clientToken(claim *v1.NodeClaim, in *ec2.CreateFleetInput, retry int) (*string, error) {
+func clientToken(claim *v1.NodeClaim, in *ec2.CreateFleetInput, attempt int) (*string, error) {
 	if claim.UID == "" {
 		return nil, nil
 	}
@@ -433,7 +466,7 @@ func clientToken(claim *v1.NodeClaim, in *ec2.CreateFleetInput, retry int) (*str
 		return nil, fmt.Errorf("hashing the fleet request: %w", err)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%d\n", claim.UID, retry)
+	fmt.Fprintf(h, "%s\n%d\n", claim.UID, attempt)
 	h.Write(request)
 	return aws.String("nodewright-" + hex.EncodeToString(h.Sum(nil)[:16])), nil
 }
@@ -496,6 +529,21 @@ func (p *CloudProvider) describeInstances(ctx context.Context, in *ec2.DescribeI
 		for _, r := range page.Reservations {
 			out = append(out, r.Instances...)
 		}
+	}
+	return out, nil
+}
+
+// describedLaunch is launchedClaim, or an error when what is known of the
+// instance does not make a provider ID (no zone: DescribeInstances does not
+// know it yet and the fleet's answer named no pool of the plan). A claim
+// recorded with such an ID could never be found, drained or terminated; the
+// error makes the caller retry, and the retry finds the instance by its tags
+// once EC2 describes it.
+func (p *CloudProvider) describedLaunch(claim *v1.NodeClaim, inst ec2types.Instance, nc *awsv1.EC2NodeClass, settings catalog.NodeSettings) (*v1.NodeClaim, error) {
+	out := p.launchedClaim(claim, inst, nc, settings)
+	if _, _, err := ParseProviderID(out.Status.ProviderID); err != nil {
+		return nil, &cloudprovider.LaunchError{Code: "InstanceNotDescribed", Err: fmt.Errorf(
+			"NodeClaim %s: instance %s was launched but its zone is not known yet: %w", claim.Name, aws.ToString(inst.InstanceId), err)}
 	}
 	return out, nil
 }

@@ -77,9 +77,12 @@ func NewNodeClassResolver(clients *Clients, opts Options) (*NodeClassResolver, e
 // Resolve returns nc's status as EC2 and SSM answer now: subnets, security
 // groups, AMIs and instance profile, and a condition for each with a message
 // naming the selector terms that matched nothing. A part whose lookup failed
-// keeps its previous value and condition (a throttled call must not take a
-// working node class out of service); the failures are returned, joined, so
-// the caller retries with backoff.
+// keeps its previous value, and its condition when that was resolved for the
+// current spec (a throttled call must not take a working node class out of
+// service); when the spec changed since, its condition turns Unknown
+// (ResolutionFailed) for the new generation, so Ready is not True and no
+// launch uses what the old spec selected (an AMI the user moved away from).
+// The failures are returned, joined, so the caller retries with backoff.
 func (r *NodeClassResolver) Resolve(ctx context.Context, nc *awsv1.EC2NodeClass) (awsv1.EC2NodeClassStatus, error) {
 	status := *nc.Status.DeepCopy()
 	now := metav1.NewTime(r.opts.Clock.Now())
@@ -93,7 +96,7 @@ func (r *NodeClassResolver) Resolve(ctx context.Context, nc *awsv1.EC2NodeClass)
 	var errs []error
 	failed := func(conditionType string, err error) {
 		errs = append(errs, err)
-		if meta.FindStatusCondition(status.Conditions, conditionType) == nil {
+		if c := meta.FindStatusCondition(status.Conditions, conditionType); c == nil || c.ObservedGeneration != nc.Generation {
 			meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: conditionType, Status: metav1.ConditionUnknown,
 				Reason: ReasonResolutionFailed, Message: err.Error(), ObservedGeneration: nc.Generation, LastTransitionTime: now})
 		}
@@ -130,13 +133,18 @@ func (r *NodeClassResolver) Resolve(ctx context.Context, nc *awsv1.EC2NodeClass)
 }
 
 // setReady summarizes the readiness conditions into Ready: False when one is
-// False, else Unknown while one is not resolved yet, else True.
+// False, else Unknown while one is not resolved yet (reason ResolutionFailed
+// when a lookup failed, naming it), else True.
 func setReady(status *awsv1.EC2NodeClassStatus, generation int64, now metav1.Time) {
 	var falses, unknowns []string
+	failed := false
 	for _, t := range readinessConditions {
 		switch c := meta.FindStatusCondition(status.Conditions, t); {
-		case c == nil || c.Status == metav1.ConditionUnknown:
+		case c == nil:
 			unknowns = append(unknowns, t+" is unknown")
+		case c.Status == metav1.ConditionUnknown:
+			unknowns = append(unknowns, fmt.Sprintf("%s is unknown: %s", t, c.Message))
+			failed = failed || c.Reason == ReasonResolutionFailed
 		case c.Status == metav1.ConditionFalse:
 			falses = append(falses, fmt.Sprintf("%s=False: %s", t, c.Message))
 		}
@@ -147,6 +155,9 @@ func setReady(status *awsv1.EC2NodeClassStatus, generation int64, now metav1.Tim
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonUnhealthyDependents, strings.Join(append(falses, unknowns...), "; ")
 	case len(unknowns) > 0:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionUnknown, ReasonUnhealthyDependents, strings.Join(unknowns, "; ")
+		if failed {
+			ready.Reason = ReasonResolutionFailed
+		}
 	}
 	meta.SetStatusCondition(&status.Conditions, ready)
 }
@@ -219,7 +230,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // subnets resolves subnetSelectorTerms (ORed), the ones with the most free
-// addresses first: the launch path uses the first subnet of each zone.
+// addresses first: the order a launch uses when it cannot count them itself
+// (see subnetAddresses).
 func (r *NodeClassResolver) subnets(ctx context.Context, nc *awsv1.EC2NodeClass) ([]awsv1.Subnet, []string, error) {
 	type found struct {
 		subnet awsv1.Subnet

@@ -14,6 +14,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/cloudprovider"
 )
 
 // TestSeedNodeClassResolves: the seed EC2NodeClass resolves to the
@@ -239,5 +241,52 @@ func TestResolutionFailureKeepsStatus(t *testing.T) {
 	}
 	if c := meta.FindStatusCondition(status.Conditions, ConditionTypeReady); c.Status != metav1.ConditionUnknown {
 		t.Errorf("Ready = %+v, want Unknown while subnets are unresolved", c)
+	}
+}
+
+// TestResolutionFailureAfterSpecChange: a class switched to another AMI
+// whose lookup fails is not Ready for its new generation (AMIsReady Unknown,
+// Ready naming the failed lookup), so Create refuses to launch the AMI the old
+// spec selected; once the lookup works the new AMI is resolved and launched.
+// Mutation tried: keeping a failed part's condition whatever generation it
+// was resolved for (the old `if FindStatusCondition(...) == nil`): Ready
+// came out True for generation 2 and Create launched the old AMI.
+func TestResolutionFailureAfterSpecChange(t *testing.T) {
+	e := newEnv(t)
+	old := e.resolved(t, seedNodeClass(t))
+	changed := old.DeepCopy()
+	changed.Generation = 2
+	changed.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{ID: "ami-0a2023000000000a0"}}
+	changed.Spec.AMIFamily = ptr.To(amiFamilyAL2023)
+	e.sim.FailAlways("DescribeImages", "InternalError", 500)
+	e.sim.FailAlways("GetParameter", "InternalServerError", 500)
+	status, err := e.resolver(t).Resolve(context.Background(), changed)
+	if err == nil {
+		t.Fatal("the failed AMI lookup was not returned")
+	}
+	if c := meta.FindStatusCondition(status.Conditions, awsv1.ConditionTypeAMIsReady); c == nil || c.Status != metav1.ConditionUnknown || c.Reason != ReasonResolutionFailed || c.ObservedGeneration != 2 {
+		t.Errorf("AMIsReady = %+v, want Unknown (ResolutionFailed) for generation 2", c)
+	}
+	ready := meta.FindStatusCondition(status.Conditions, ConditionTypeReady)
+	if ready.Status == metav1.ConditionTrue || ready.Reason != ReasonResolutionFailed || !strings.Contains(ready.Message, awsv1.ConditionTypeAMIsReady) {
+		t.Errorf("Ready = %+v, want not True, reason ResolutionFailed, naming AMIsReady", ready)
+	}
+	changed.Status = status
+	_, err = e.cloudProvider(t, changed).Create(context.Background(), newClaim(changed.Name, req(v1.LabelInstanceTypeStable, "m5.xlarge")))
+	if !cloudprovider.IsNodeClassNotReady(err) || !strings.Contains(err.Error(), awsv1.ConditionTypeAMIsReady) {
+		t.Errorf("Create on the stale resolution: want a NodeClassNotReadyError naming AMIsReady, got %v", err)
+	}
+	if n := e.sim.Calls("CreateFleet"); n != 0 {
+		t.Errorf("CreateFleet called %d times while the new AMI is unresolved", n)
+	}
+
+	e.sim.Heal()
+	changed = e.resolved(t, changed)
+	launched, err := e.cloudProvider(t, changed).Create(context.Background(), newClaim(changed.Name, req(v1.LabelInstanceTypeStable, "m5.xlarge")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if launched.Status.ImageID != "ami-0a2023000000000a0" {
+		t.Errorf("launched %s, want the new spec's ami-0a2023000000000a0", launched.Status.ImageID)
 	}
 }

@@ -36,7 +36,7 @@ type Options struct {
 	// hypervisor keeps; default catalog.DefaultVMMemoryOverheadPercent.
 	VMMemoryOverheadPercent float64
 	// MaxFleetOverrides bounds the (instance type, subnet) overrides of one
-	// CreateFleet call, cheapest first; default 60. EC2 documents no limit for
+	// CreateFleet call, cheapest first, a pool's subnets together; default 60. EC2 documents no limit for
 	// instant fleets but rejects very large requests, and more than a few
 	// dozen pools never changes what an allocation strategy picks.
 	MaxFleetOverrides int

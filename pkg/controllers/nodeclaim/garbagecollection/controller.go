@@ -1,6 +1,7 @@
 // Package garbagecollection reconciles the cloud with the cluster: an
-// instance tagged as this cluster's with no NodeClaim (a crash between
-// launch and recording it, a claim force-deleted) is terminated once it is
+// instance tagged as this cluster's that no NodeClaim owns (a crash between
+// launch and recording it, a claim force-deleted, a duplicate launch for a
+// claim that recorded another instance) is terminated once it is
 // older than a grace period, and a launched NodeClaim whose instance is gone
 // (terminated outside nodewright, reclaimed spot) is deleted so its pods get
 // new room.
@@ -82,11 +83,16 @@ func (c *Controller) Collect(ctx context.Context) error {
 	if err := c.Kube.List(ctx, &claims); err != nil {
 		return fmt.Errorf("listing nodeclaims: %w", err)
 	}
-	known := map[string]bool{}
+	// An instance belongs to a claim by provider ID once the claim has one:
+	// a second instance tagged with its name (a retried Create that
+	// launched twice) is not its instance and is collected. A claim still
+	// launching has no provider ID yet and claims its instance by the tag.
+	launching, owned := map[string]bool{}, map[string]bool{}
 	for _, nc := range claims.Items {
-		known[nc.Name] = true
-		if nc.Status.ProviderID != "" {
-			known[nc.Status.ProviderID] = true
+		if nc.Status.ProviderID == "" {
+			launching[nc.Name] = true
+		} else {
+			owned[nc.Status.ProviderID] = true
 		}
 	}
 	var errs []error
@@ -94,7 +100,7 @@ func (c *Controller) Collect(ctx context.Context) error {
 	for _, inst := range instances {
 		id := inst.Status.ProviderID
 		live[id] = true
-		if known[inst.Name] || known[id] {
+		if owned[id] || launching[inst.Name] {
 			delete(c.seen, id)
 			continue
 		}
@@ -108,7 +114,7 @@ func (c *Controller) Collect(ctx context.Context) error {
 		if c.now().Sub(born) < c.grace() {
 			continue
 		}
-		logger.Info("terminating instance without a nodeclaim", "providerID", id, "nodeclaim", inst.Name)
+		logger.Info("terminating instance no nodeclaim owns", "providerID", id, "nodeclaimTag", inst.Name)
 		if err := c.Cloud.Delete(ctx, inst); err != nil && !cloudprovider.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("terminating orphan %s: %w", id, err))
 		}

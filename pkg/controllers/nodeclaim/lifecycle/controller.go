@@ -8,11 +8,13 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -39,6 +41,9 @@ type Recorder interface {
 // Launcher is the part of the cloud provider this controller uses.
 type Launcher interface {
 	Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeClaim, error)
+	// Delete terminates the instance Create launched for a claim deleted
+	// while Create was in flight.
+	Delete(ctx context.Context, claim *v1.NodeClaim) error
 }
 
 // Controller reconciles NodeClaims through their lifecycle.
@@ -46,6 +51,11 @@ type Controller struct {
 	Kube     client.Client
 	Cloud    Launcher
 	Recorder Recorder
+	// Live reads a claim from the apiserver when its launch could not be
+	// recorded, to tell a deletion the cache has not seen yet from a
+	// conflicting write; SetupWithManager sets the manager's API reader,
+	// default Kube.
+	Live client.Reader
 	// RegistrationTTL is how long a launched claim may wait for its Node;
 	// default 15 minutes.
 	RegistrationTTL time.Duration
@@ -141,7 +151,7 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 		nc.Annotations[k] = v
 	}
 	if err := c.Kube.Patch(ctx, nc, patch); err != nil {
-		return ctrl.Result{}, fmt.Errorf("labelling nodeclaim %s: %w", nc.Name, err)
+		return ctrl.Result{}, c.abandon(ctx, nc, launched, fmt.Errorf("labelling nodeclaim %s: %w", nc.Name, err))
 	}
 	nc.Status.ProviderID = launched.Status.ProviderID
 	nc.Status.ImageID = launched.Status.ImageID
@@ -149,7 +159,7 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 	nc.Status.Allocatable = launched.Status.Allocatable
 	meta.SetStatusCondition(&nc.Status.Conditions, metav1.Condition{Type: v1.ConditionTypeLaunched, Status: metav1.ConditionTrue, Reason: "Launched", ObservedGeneration: nc.Generation})
 	if err := c.Kube.Status().Update(ctx, nc); err != nil {
-		return ctrl.Result{}, fmt.Errorf("recording launch of nodeclaim %s: %w", nc.Name, err)
+		return ctrl.Result{}, c.abandon(ctx, nc, launched, fmt.Errorf("recording launch of nodeclaim %s: %w", nc.Name, err))
 	}
 	metrics.NodeClaimsLaunched.WithLabelValues(nc.Labels[v1.NodePoolLabelKey], nc.Labels[corev1.LabelInstanceTypeStable],
 		nc.Labels[v1.CapacityTypeLabelKey], nc.Labels[corev1.LabelTopologyZone]).Inc()
@@ -158,6 +168,35 @@ func (c *Controller) launch(ctx context.Context, nc *v1.NodeClaim) (ctrl.Result,
 	c.Recorder.Eventf(nc, nil, corev1.EventTypeNormal, "Launched", "Launch", "Launched %s %s in %s",
 		nc.Labels[v1.CapacityTypeLabelKey], nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone])
 	return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+}
+
+// abandon handles a launch that could not be recorded (failed with
+// recordErr). When the claim was deleted while Create was in flight, nothing
+// will ever record the instance, and the termination controller, seeing no
+// provider ID, terminates nothing: the instance is terminated here rather
+// than left to garbage collection. Otherwise recordErr is returned, and the
+// retry's Create finds the same instance.
+func (c *Controller) abandon(ctx context.Context, nc *v1.NodeClaim, launched *v1.NodeClaim, recordErr error) error {
+	current := &v1.NodeClaim{}
+	live := c.Live
+	if live == nil {
+		live = c.Kube
+	}
+	getErr := live.Get(ctx, client.ObjectKeyFromObject(nc), current)
+	switch {
+	case getErr != nil && !apierrors.IsNotFound(getErr):
+		return errors.Join(recordErr, fmt.Errorf("checking whether nodeclaim %s was deleted: %w", nc.Name, getErr))
+	case getErr == nil && current.DeletionTimestamp.IsZero():
+		return recordErr
+	}
+	log.FromContext(ctx).Info("nodeclaim deleted while launching; terminating its instance", "nodeclaim", nc.Name, "providerID", launched.Status.ProviderID)
+	if err := c.Cloud.Delete(ctx, launched); err != nil && !cloudprovider.IsNotFound(err) {
+		return fmt.Errorf("terminating instance %s of nodeclaim %s, deleted while launching: %w", launched.Status.ProviderID, nc.Name, err)
+	}
+	if getErr == nil { // still there, being deleted: say why its instance went
+		c.Recorder.Eventf(current, nil, corev1.EventTypeNormal, "LaunchAbandoned", "Launch", "Deleted while launching; terminated instance %s", launched.Status.ProviderID)
+	}
+	return nil
 }
 
 // node finds the claim's Node by provider id.
@@ -356,6 +395,9 @@ func (c *Controller) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return out
 	})
+	if c.Live == nil {
+		c.Live = mgr.GetAPIReader()
+	}
 	// Launches wait on EC2; a scale-up of hundreds of claims must not queue
 	// behind one worker. A key is never reconciled twice at once.
 	return ctrl.NewControllerManagedBy(mgr).Named("nodeclaim.lifecycle").
