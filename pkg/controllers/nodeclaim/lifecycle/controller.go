@@ -2,14 +2,17 @@
 // Launched (the cloud provider started an instance), Registered (its Node
 // joined; labels, taints and ownership synced, the unregistered taint lifted),
 // Initialized (the Node is Ready, startup taints are gone and requested
-// extended resources are advertised). A claim whose Node never registers is
-// deleted after the registration TTL, so its pods get another node.
+// extended resources are advertised). A claim whose Node never registers,
+// or registers and never initializes, is deleted after the registration TTL,
+// so its pods get another node.
 package lifecycle
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -231,12 +234,26 @@ func (c *Controller) awaitRegistration(ctx context.Context, nc *v1.NodeClaim) (c
 // its startup taints, without the unregistered one), the termination
 // finalizer and an owner reference, so the Node goes when the claim goes.
 func (c *Controller) register(ctx context.Context, nc *v1.NodeClaim, node *corev1.Node) error {
-	patch := client.MergeFrom(node.DeepCopy())
+	// Optimistic lock: the merge patch replaces the whole taint list, which
+	// would drop a taint the kubelet or another controller added since the
+	// cache saw the node.
+	patch := client.MergeFromWithOptions(node.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if node.Labels == nil {
 		node.Labels = map[string]string{}
 	}
+	var refused []string
 	for k, v := range nc.Labels {
+		if !nodeMayCarry(k) {
+			refused = append(refused, k)
+			continue
+		}
 		node.Labels[k] = v
+	}
+	if len(refused) > 0 {
+		slices.Sort(refused)
+		log.FromContext(ctx).Info("not copying restricted labels onto the node", "nodeclaim", nc.Name, "labels", refused)
+		c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "RestrictedLabels", "Register",
+			"Not copied onto node %s: %s are in domains Kubernetes or nodewright owns (kubernetes.io, k8s.io, karpenter.sh); set them from the NodePool only if they are well-known labels", node.Name, strings.Join(refused, ", "))
 	}
 	node.Labels[v1.NodeRegisteredLabelKey] = "true"
 	var taints []corev1.Taint
@@ -275,10 +292,26 @@ func (c *Controller) register(ctx context.Context, nc *v1.NodeClaim, node *corev
 // for are advertised.
 func (c *Controller) initialize(ctx context.Context, nc *v1.NodeClaim, node *corev1.Node) (ctrl.Result, error) {
 	if why := notInitialized(nc, node); why != "" {
-		return ctrl.Result{}, c.setCondition(ctx, nc, v1.ConditionTypeInitialized, metav1.ConditionFalse, "NotInitialized", why)
+		// A node that joined but never becomes usable (a CNI that never
+		// starts, a startup taint nothing removes, a device plugin that
+		// never advertises) would hold the pods planned onto it forever.
+		registered := c.now()
+		if cond := meta.FindStatusCondition(nc.Status.Conditions, v1.ConditionTypeRegistered); cond != nil {
+			registered = cond.LastTransitionTime.Time
+		}
+		waited := c.now().Sub(registered)
+		if waited >= c.ttl() {
+			log.FromContext(ctx).Info("node did not initialize in time, deleting nodeclaim", "nodeclaim", nc.Name, "node", node.Name, "waited", waited.String(), "reason", why)
+			c.Recorder.Eventf(nc, nil, corev1.EventTypeWarning, "InitializationTimeout", "Initialize", "Not initialized %s after registering (%s), deleting the NodeClaim", c.ttl(), why)
+			return ctrl.Result{}, client.IgnoreNotFound(c.Kube.Delete(ctx, nc))
+		}
+		if err := c.setCondition(ctx, nc, v1.ConditionTypeInitialized, metav1.ConditionFalse, "NotInitialized", why); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{RequeueAfter: c.ttl() - waited}, nil
 	}
 	if node.Labels[v1.NodeInitializedLabelKey] != "true" {
-		patch := client.MergeFrom(node.DeepCopy())
+		patch := client.MergeFromWithOptions(node.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		node.Labels[v1.NodeInitializedLabelKey] = "true"
 		if err := c.Kube.Patch(ctx, node, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("labelling node %s initialized: %w", node.Name, err)
@@ -353,6 +386,16 @@ func (c *Controller) ttl() time.Duration {
 		return c.RegistrationTTL
 	}
 	return 15 * time.Minute
+}
+
+// nodeMayCarry reports whether a claim label is copied onto its Node: any
+// label outside the domains Kubernetes and nodewright reserve, and the
+// well-known ones nodewright itself resolves (zone, instance type, arch,
+// capacity type, pool...). The CRD refuses the others in a NodePool, but a
+// claim's labels are not validated, and the controller writes Nodes with
+// more privilege than the kubelet has (node-role.kubernetes.io, say).
+func nodeMayCarry(key string) bool {
+	return !v1.IsRestrictedLabel(key) || v1.WellKnownLabels.Has(key)
 }
 
 func isTrue(nc *v1.NodeClaim, t string) bool {

@@ -61,7 +61,9 @@ func launchedClaim(t *testing.T, launchedAt time.Time) *v1.NodeClaim {
 	nc := &v1.NodeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: harness.Name("claim"), Labels: map[string]string{v1.NodePoolLabelKey: "pool", "team": "a",
 			// The kubelet may not set this domain: only the API can.
-			"node-restriction.kubernetes.io/zone-group": "west"}},
+			"node-restriction.kubernetes.io/zone-group": "west",
+			// Not copied: a domain Kubernetes reserves.
+			"node-role.kubernetes.io/control-plane": ""}},
 		Spec: v1.NodeClaimSpec{
 			NodeClassRef:  &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"},
 			Requirements:  []v1.NodeSelectorRequirementWithMinValues{{Key: v1.NodePoolLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"pool"}}},
@@ -120,6 +122,10 @@ func TestRegistrationAndInitialization(t *testing.T) {
 	}
 	if node.Labels["team"] != "a" || node.Labels["node-restriction.kubernetes.io/zone-group"] != "west" || node.Labels[v1.NodeRegisteredLabelKey] != "true" {
 		t.Errorf("node labels %v lack the claim's and registered", node.Labels)
+	}
+	// Fails when every claim label is copied (tried: nodeMayCarry true).
+	if _, ok := node.Labels["node-role.kubernetes.io/control-plane"]; ok {
+		t.Error("a node-role.kubernetes.io label was written onto the node")
 	}
 	keys := map[string]bool{}
 	for _, taint := range node.Spec.Taints {
@@ -223,5 +229,55 @@ func TestNeverLaunchedClaimTimesOut(t *testing.T) {
 	err := cp.Client.Get(ctx, client.ObjectKeyFromObject(nc), got)
 	if err == nil && got.DeletionTimestamp.IsZero() {
 		t.Error("a claim not launched 16 minutes after creation was kept")
+	}
+}
+
+// A Node that registers but never initializes (never Ready here) does not
+// hold its claim's pods forever: the claim is deleted once the registration
+// TTL has passed since it registered, and not before. Fails without the
+// initialization timeout (tried: the waited >= ttl branch removed).
+func TestInitializationTimeout(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	c := &Controller{Kube: byProviderID{cp.Client}, Recorder: discard{}, Now: func() time.Time { return now }}
+	nc := launchedClaim(t, now)
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: harness.Name("node")},
+		Spec: corev1.NodeSpec{ProviderID: nc.Status.ProviderID, Taints: []corev1.Taint{v1.UnregisteredNoExecuteTaint}}}
+	if err := cp.Client.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cp.Client.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.Name}}, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+		_ = cp.Client.Delete(ctx, node)
+	})
+	step(t, c, nc) // registers
+	deleted := func() bool {
+		got := &v1.NodeClaim{}
+		err := cp.Client.Get(ctx, client.ObjectKeyFromObject(nc), got)
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return apierrors.IsNotFound(err) || !got.DeletionTimestamp.IsZero()
+	}
+	got := &v1.NodeClaim{}
+	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(nc), got); err != nil {
+		t.Fatal(err)
+	}
+	registered := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionTypeRegistered).LastTransitionTime.Time
+	now = registered.Add(14 * time.Minute)
+	res, err := c.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(nc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted() {
+		t.Fatal("deleted 14 minutes after registering")
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > time.Minute {
+		t.Errorf("requeue %s, want the minute left", res.RequeueAfter)
+	}
+	now = registered.Add(15 * time.Minute)
+	step(t, c, got)
+	if !deleted() {
+		t.Error("a claim whose node never initialized was kept 15 minutes after registering")
 	}
 }
