@@ -19,6 +19,7 @@ import (
 	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -309,7 +310,10 @@ func typeSettings(nc *awsv1.EC2NodeClass, it *catalog.InstanceType, settings cat
 func nodeLabels(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, capacityType string) map[string]string {
 	labels := map[string]string{}
 	add := func(k, v string) {
-		if !catalog.CatalogKeys[k] && kubeletMaySet(k) {
+		// Requirement values come from pods' node affinity, which the API
+		// server does not validate as label values: one holding a comma or
+		// a space would add labels or flags to the kubelet's command line.
+		if !catalog.CatalogKeys[k] && kubeletMaySet(k) && validLabel(k, v) {
 			labels[k] = v
 		}
 	}
@@ -324,6 +328,11 @@ func nodeLabels(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, capacityType string
 	labels[v1.CapacityTypeLabelKey] = capacityType
 	labels[awsv1.LabelEC2NodeClass] = nc.Name
 	return labels
+}
+
+// validLabel reports whether k=v is a label the API server would store.
+func validLabel(k, v string) bool {
+	return len(validation.IsQualifiedName(k)) == 0 && len(validation.IsValidLabelValue(v)) == 0
 }
 
 // kubeletMaySet reports whether the kubelet accepts key in --node-labels: it

@@ -125,11 +125,15 @@ func TestAL2023UserDataMergesTheUsers(t *testing.T) {
 }
 
 // TestNodeLabels: the kubelet registers the node with the claim's labels it
-// is allowed to set, never with labels that differ between the fleet's pools.
+// is allowed to set, never with labels that differ between the fleet's pools,
+// and never with a value that is not a label value (pod affinity values are
+// not validated: "x,node-role.kubernetes.io/x=" would smuggle a label into
+// --node-labels; fails without validLabel, tried).
 func TestNodeLabels(t *testing.T) {
 	claim := newClaim("default",
 		req(v1.LabelInstanceTypeStable, "m5.xlarge"), req(v1.LabelTopologyZone, "ap-northeast-2a"),
-		req("example.com/tier", "gold"), req("example.com/many", "a", "b"))
+		req("example.com/tier", "gold"), req("example.com/many", "a", "b"),
+		req("example.com/smuggle", "x,kubernetes.io/role=master"), req("example.com/spaced", "a --cloud-provider=x"))
 	claim.Labels["node-role.kubernetes.io/worker"] = ""
 	claim.Labels["node.kubernetes.io/lifecycle"] = "batch"
 	claim.Labels[v1.LabelArchStable] = "amd64"
