@@ -155,37 +155,50 @@ func (c withStoredPool) List(ctx context.Context, list client.ObjectList, opts .
 	return nil
 }
 
-// A NodePool whose stored expireAfter overflows Go's duration is skipped with
-// an InvalidNodePool event naming the field; the other pools still provision.
-// Mutation tried: without the DurationErrors check the pool is planned and its
-// claim would carry the invalid duration (the test sees a claim for it).
-func TestNodePoolWithAnInvalidStoredDurationIsSkipped(t *testing.T) {
-	ctx := context.Background()
-	p, _ := newProvisioner(t)
-	rec := &recorder{reasons: map[string][]string{}}
-	p.recorder = rec
-	ns := cp.Namespace(t)
-	good := seedPool(t, false)
-	bad := good.DeepCopy()
-	bad.Name, bad.UID = harness.Name("stored-bad"), "stored-bad-uid"
-	bad.Spec.Template.Labels = map[string]string{"pool": bad.Name}
-	if err := json.Unmarshal([]byte(`"9999999h"`), &bad.Spec.Template.Spec.ExpireAfter); err != nil {
-		t.Fatal(err)
-	}
-	p.kube = withStoredPool{Client: p.kube, pool: *bad}
-	pendingPods(t, ns, bad.Name, 1)
-	res, err := p.Provision(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, nc := range res.Created {
-		if nc.Labels[v1.NodePoolLabelKey] == bad.Name {
-			t.Errorf("claim %s created from the invalid pool", nc.Name)
-		}
-	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if !slices.Contains(rec.reasons[bad.Name], "InvalidNodePool") {
-		t.Errorf("events on the invalid pool: %v", rec.reasons[bad.Name])
+// A NodePool stored before the CRD refused its content (an expireAfter that
+// overflows Go's duration, a template label in a reserved domain) is skipped
+// with an InvalidNodePool event naming the field; the other pools still
+// provision. Mutation tried: without the RuntimeValidate check the pool is
+// planned and its claim would carry the invalid duration or write the
+// reserved label onto its Node (the test sees a claim for it).
+func TestNodePoolStoredInvalidIsSkipped(t *testing.T) {
+	for name, spoil := range map[string]func(t *testing.T, np *v1.NodePool){
+		"overflowing expireAfter": func(t *testing.T, np *v1.NodePool) {
+			if err := json.Unmarshal([]byte(`"9999999h"`), &np.Spec.Template.Spec.ExpireAfter); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"reserved template label": func(_ *testing.T, np *v1.NodePool) {
+			np.Spec.Template.Labels["node-role.kubernetes.io/control-plane"] = ""
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			p, _ := newProvisioner(t)
+			rec := &recorder{reasons: map[string][]string{}}
+			p.recorder = rec
+			ns := cp.Namespace(t)
+			good := seedPool(t, false)
+			bad := good.DeepCopy()
+			bad.Name, bad.UID = harness.Name("stored-bad"), "stored-bad-uid"
+			bad.Spec.Template.Labels = map[string]string{"pool": bad.Name}
+			spoil(t, bad)
+			p.kube = withStoredPool{Client: p.kube, pool: *bad}
+			pendingPods(t, ns, bad.Name, 1)
+			res, err := p.Provision(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, nc := range res.Created {
+				if nc.Labels[v1.NodePoolLabelKey] == bad.Name {
+					t.Errorf("claim %s created from the invalid pool", nc.Name)
+				}
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if !slices.Contains(rec.reasons[bad.Name], "InvalidNodePool") {
+				t.Errorf("events on the invalid pool: %v", rec.reasons[bad.Name])
+			}
+		})
 	}
 }

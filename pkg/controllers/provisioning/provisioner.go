@@ -153,10 +153,12 @@ func (p *Provisioner) SolverPools(ctx context.Context, snap *state.Snapshot) ([]
 			// Static pools keep their replica count; they do not provision for pods.
 			continue
 		}
-		if err := np.DurationErrors(); err != nil {
+		if err := np.RuntimeValidate(); err != nil {
 			// Stored before the CRD refused such values: its claims would
-			// carry a duration nothing can honour.
-			logger.Info("skipping nodepool with an invalid duration", "nodepool", np.Name, "error", err.Error())
+			// carry a duration nothing can honour, or labels nodewright
+			// must not write onto Nodes. The nodepool validation
+			// controller says so in the pool's ValidationSucceeded.
+			logger.Info("skipping invalid nodepool", "nodepool", np.Name, "error", err.Error())
 			p.recorder.Eventf(np, nil, corev1.EventTypeWarning, "InvalidNodePool", "Provision", "Not provisioning from this NodePool until it is fixed: %v", err)
 			continue
 		}
@@ -172,6 +174,7 @@ func (p *Provisioner) SolverPools(ctx context.Context, snap *state.Snapshot) ([]
 		reqs, err := requirements.FromNodePool(np.Spec.Template.Spec.Requirements)
 		if err != nil {
 			logger.Info("skipping nodepool with invalid requirements", "nodepool", np.Name, "error", err.Error())
+			p.recorder.Eventf(np, nil, corev1.EventTypeWarning, "InvalidNodePool", "Provision", "Not provisioning from this NodePool until it is fixed: spec.template.spec.requirements: %v", err)
 			continue
 		}
 		pools = append(pools, scheduling.NodePool{
