@@ -5,7 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"strings"
+	"time"
 
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -55,15 +55,15 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building a discovery client: %w", err)
 	}
-	version, err := dc.ServerVersion()
+	versions := &serverVersion{read: dc.ServerVersion, ttl: versionTTL, now: time.Now}
+	version, err := versions.KubernetesVersion(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("reading the Kubernetes version: %w", err)
 	}
 	opts := aws.Options{
 		ClusterName: o.Options.ClusterName, ClusterEndpoint: o.Options.ClusterEndpoint,
 		ClusterCABundle: base64.StdEncoding.EncodeToString(ca), ClusterCIDR: o.Options.ClusterCIDR,
-		// EKS reports minors like "37+"; the AMI parameters name "1.37".
-		KubernetesVersion: version.Major + "." + strings.TrimSuffix(version.Minor, "+"), Region: o.Options.Region,
+		KubernetesVersion: version, Version: versions, Region: o.Options.Region,
 		VMMemoryOverheadPercent: o.Options.VMMemoryOverheadPercent,
 	}
 	resolver, err := aws.NewNodeClassResolver(clients, opts)

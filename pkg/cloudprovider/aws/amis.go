@@ -183,7 +183,11 @@ func (r *NodeClassResolver) aliasAMIs(ctx context.Context, alias string) ([]awsv
 // variantImage returns the variant's image, or nil when EKS publishes none
 // (no arm64 Neuron image, say).
 func (r *NodeClassResolver) variantImage(ctx context.Context, v al2023Variant, release string) (*ec2types.Image, error) {
-	id, err := r.parameter(ctx, v.parameter(r.opts.KubernetesVersion, release))
+	version, err := r.kubernetesVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := r.parameter(ctx, v.parameter(version, release))
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +196,7 @@ func (r *NodeClassResolver) variantImage(ctx context.Context, v al2023Variant, r
 		if release == "latest" {
 			return nil, nil
 		}
-		in = &ec2.DescribeImagesInput{Owners: []string{"amazon"}, Filters: []ec2types.Filter{filter("name", v.imageName(r.opts.KubernetesVersion, release))}}
+		in = &ec2.DescribeImagesInput{Owners: []string{"amazon"}, Filters: []ec2types.Filter{filter("name", v.imageName(version, release))}}
 	}
 	images, err := describeImages(ctx, r.ec2, in)
 	if err != nil || len(images) == 0 {
@@ -293,4 +297,17 @@ func amiRequirements(ami awsv1.AMI) requirements.Requirements {
 		reqs.Add(req)
 	}
 	return reqs
+}
+
+// kubernetesVersion is the control plane's version now: Options.Version's
+// answer, or the version given at start without one.
+func (r *NodeClassResolver) kubernetesVersion(ctx context.Context) (string, error) {
+	if r.opts.Version == nil {
+		return r.opts.KubernetesVersion, nil
+	}
+	v, err := r.opts.Version.KubernetesVersion(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reading the Kubernetes version: %w", err)
+	}
+	return v, nil
 }

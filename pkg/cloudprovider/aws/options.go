@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -28,8 +29,13 @@ type Options struct {
 	// which nodeadm derives the cluster DNS address. Required.
 	ClusterCIDR string
 	// KubernetesVersion is the control plane's minor version, e.g. "1.37": it
-	// picks the EKS-optimized AMIs an alias resolves to. Required.
+	// picks the EKS-optimized AMIs an alias resolves to. Required; when
+	// Version is set it is only the version at start.
 	KubernetesVersion string
+	// Version, when set, is asked for the control plane's version at each
+	// resolution, so an upgraded control plane moves aliases to its AMIs
+	// (and the nodes drift to them) without a restart.
+	Version VersionSource
 	// Region is where instances are launched. Required.
 	Region string
 	// VMMemoryOverheadPercent is the share of an instance type's memory the
@@ -46,6 +52,11 @@ type Options struct {
 	// Clock stamps condition transitions and launch template use; default
 	// the real clock.
 	Clock clock.PassiveClock
+}
+
+// VersionSource tells the control plane's Kubernetes minor version ("1.37").
+type VersionSource interface {
+	KubernetesVersion(ctx context.Context) (string, error)
 }
 
 // defaultMaxFleetOverrides is Options.MaxFleetOverrides' default.
