@@ -38,11 +38,10 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the instance type provider: %w", err)
 	}
-	if err := o.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		types.Start(ctx)
-		<-ctx.Done()
+	if err := o.Add(supervise("catalog refresher", manager.RunnableFunc(func(ctx context.Context) error {
+		types.Run(ctx)
 		return nil
-	})); err != nil {
+	}))); err != nil {
 		return nil, fmt.Errorf("adding the catalog refresher: %w", err)
 	}
 	ca := cfg.CAData
@@ -77,14 +76,14 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	if err := (&aws.NodeClassReconciler{Client: o.GetClient(), Resolver: resolver, LaunchTemplates: cloud}).SetupWithManager(o.Manager); err != nil {
 		return nil, fmt.Errorf("setting up the EC2NodeClass controller: %w", err)
 	}
-	if err := o.Add(&aws.LaunchTemplateSweeper{Provider: cloud}); err != nil {
+	if err := o.Add(supervise("launch template sweeper", &aws.LaunchTemplateSweeper{Provider: cloud})); err != nil {
 		return nil, fmt.Errorf("adding the launch template sweeper: %w", err)
 	}
 	if q := o.Options.InterruptionQueue; q != "" {
-		if err := o.Add(&interruption.Controller{
+		if err := o.Add(supervise("interruption", &interruption.Controller{
 			Kube: o.GetClient(), Queue: aws.NewInterruptionQueue(clients.SQS, q), Recorder: o.GetEventRecorder("nodewright"),
 			Offerings: unavailable, DrainOnRebalance: o.Options.FeatureGates.DrainOnRebalance,
-		}); err != nil {
+		})); err != nil {
 			return nil, fmt.Errorf("adding the interruption controller: %w", err)
 		}
 	}

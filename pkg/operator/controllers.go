@@ -34,14 +34,14 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 	batcher := provisioning.NewBatcher(o.Options.BatchIdleDuration, o.Options.BatchMaxDuration)
 	cluster := state.NewCluster(kube)
 	provisioner := provisioning.New(kube, cluster, cloud, batcher, recorder, provisioning.Options{SpotRiskWeight: -1})
-	if err := mgr.Add(provisioner); err != nil {
+	if err := mgr.Add(supervise("provisioner", provisioner)); err != nil {
 		return fmt.Errorf("adding provisioner: %w", err)
 	}
-	if err := mgr.Add(&disruption.Controller{Kube: kube, Recorder: recorder, Cluster: cluster, Planner: provisioner, Health: cloud,
-		MinSavings: o.Options.ConsolidationMinSavings}); err != nil {
+	if err := mgr.Add(supervise("disruption", &disruption.Controller{Kube: kube, Recorder: recorder, Cluster: cluster, Planner: provisioner, Health: cloud,
+		MinSavings: o.Options.ConsolidationMinSavings})); err != nil {
 		return fmt.Errorf("adding disruption: %w", err)
 	}
-	if err := mgr.Add(&garbagecollection.Controller{Kube: kube, Cloud: cloud}); err != nil {
+	if err := mgr.Add(supervise("garbage collection", &garbagecollection.Controller{Kube: kube, Cloud: cloud})); err != nil {
 		return fmt.Errorf("adding garbage collection: %w", err)
 	}
 	for name, c := range map[string]interface {

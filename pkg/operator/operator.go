@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -41,6 +44,9 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 		LeaderElectionID:              leaderElectionID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		// A reconciler's panic fails that reconcile (retried with back-off)
+		// instead of the process; runnables are wrapped by supervise.
+		Controller: config.Controller{RecoverPanic: ptr.To(true)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)

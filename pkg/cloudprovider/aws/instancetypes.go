@@ -109,30 +109,33 @@ func NewInstanceTypeProvider(ec2Client ec2API, pricingClient pricingAPI, opts In
 // Catalog returns the current catalog. It is never nil and never blocks.
 func (p *InstanceTypeProvider) Catalog() *catalog.Catalog { return p.current.Load() }
 
-// Start refreshes everything once, then each source on its own timer, until
-// ctx ends. It returns at once; failures are logged and retried next period.
+// Start runs Run in a goroutine and returns at once.
 func (p *InstanceTypeProvider) Start(ctx context.Context) {
-	go func() {
-		p.Refresh(ctx)
-		spot := p.opts.Clock.NewTicker(p.opts.SpotInterval)
-		onDemand := p.opts.Clock.NewTicker(p.opts.OnDemandInterval)
-		types := p.opts.Clock.NewTicker(p.opts.TypesInterval)
-		defer spot.Stop()
-		defer onDemand.Stop()
-		defer types.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-spot.C():
-				p.logFailure(p.RefreshSpotPrices(ctx), "spot prices")
-			case <-onDemand.C():
-				p.logFailure(p.RefreshOnDemandPrices(ctx), "on-demand prices")
-			case <-types.C():
-				p.logFailure(p.RefreshInstanceTypes(ctx), "instance types and offerings")
-			}
+	go p.Run(ctx)
+}
+
+// Run refreshes everything once, then each source on its own timer, until
+// ctx ends; failures are logged and retried next period.
+func (p *InstanceTypeProvider) Run(ctx context.Context) {
+	p.Refresh(ctx)
+	spot := p.opts.Clock.NewTicker(p.opts.SpotInterval)
+	onDemand := p.opts.Clock.NewTicker(p.opts.OnDemandInterval)
+	types := p.opts.Clock.NewTicker(p.opts.TypesInterval)
+	defer spot.Stop()
+	defer onDemand.Stop()
+	defer types.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-spot.C():
+			p.logFailure(p.RefreshSpotPrices(ctx), "spot prices")
+		case <-onDemand.C():
+			p.logFailure(p.RefreshOnDemandPrices(ctx), "on-demand prices")
+		case <-types.C():
+			p.logFailure(p.RefreshInstanceTypes(ctx), "instance types and offerings")
 		}
-	}()
+	}
 }
 
 // Refresh refreshes every source once, logging the ones that fail.
