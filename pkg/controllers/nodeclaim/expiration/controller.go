@@ -8,7 +8,10 @@ package expiration
 
 import (
 	"context"
+	"hash/fnv"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nodewright/nodewright/pkg/controllers/disruption"
 
@@ -29,6 +32,24 @@ type Recorder interface {
 // MaxReplaceWait bounds how long an expired node's drain waits for its
 // pods to have room elsewhere.
 const MaxReplaceWait = 5 * time.Minute
+
+// maxExpiryJitter caps the window expiries are spread over.
+const maxExpiryJitter = 10 * time.Minute
+
+// expiryJitter spreads the expiry of claims launched together (a burst of
+// batch nodes, a pool rolled at once) over a window after their
+// expireAfter, so they are not all replaced in the same minute: up to 5 % of
+// expireAfter, at most maxExpiryJitter, placed by the claim's UID (the same
+// on every pass and on every replica).
+func expiryJitter(uid types.UID, expireAfter time.Duration) time.Duration {
+	window := min(expireAfter/20, maxExpiryJitter)
+	if window <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(uid))
+	return time.Duration(h.Sum64() % uint64(window))
+}
 
 // Controller expires NodeClaims.
 type Controller struct {
@@ -65,7 +86,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if d == nil {
 		return ctrl.Result{}, nil
 	}
-	expiry := nc.CreationTimestamp.Add(*d)
+	expiry := nc.CreationTimestamp.Add(*d + expiryJitter(nc.UID, *d))
 	now := c.now()
 	if now.Before(expiry) {
 		return ctrl.Result{RequeueAfter: expiry.Sub(now)}, nil

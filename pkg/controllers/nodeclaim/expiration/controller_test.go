@@ -2,6 +2,7 @@ package expiration
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,11 +67,15 @@ func reconcileAt(t *testing.T, nc *v1.NodeClaim, at time.Time) (ctrl.Result, *v1
 func TestExpiry(t *testing.T) {
 	nc := claim(t, "1h")
 	born := nc.CreationTimestamp.Time
+	jitter := expiryJitter(nc.UID, time.Hour)
 	res, got := reconcileAt(t, nc, born.Add(30*time.Minute))
-	if !got.DeletionTimestamp.IsZero() || res.RequeueAfter != 30*time.Minute {
-		t.Fatalf("half-way: deleting %v, back in %s (want 30m)", !got.DeletionTimestamp.IsZero(), res.RequeueAfter)
+	if !got.DeletionTimestamp.IsZero() || res.RequeueAfter != 30*time.Minute+jitter {
+		t.Fatalf("half-way: deleting %v, back in %s (want 30m + its jitter %s)", !got.DeletionTimestamp.IsZero(), res.RequeueAfter, jitter)
 	}
-	at := born.Add(61 * time.Minute)
+	if _, got := reconcileAt(t, nc, born.Add(time.Hour+jitter-time.Second)); !got.DeletionTimestamp.IsZero() {
+		t.Fatal("expired before its jitter had passed")
+	}
+	at := born.Add(time.Hour + jitter)
 	_, got = reconcileAt(t, nc, at)
 	if got.DeletionTimestamp.IsZero() || got.Annotations[disruption.DisruptionReasonAnnotation] != "expired" {
 		t.Fatalf("expired claim: deleting %v, annotations %v", !got.DeletionTimestamp.IsZero(), got.Annotations)
@@ -82,5 +87,35 @@ func TestExpiry(t *testing.T) {
 	never := claim(t, "Never")
 	if res, got := reconcileAt(t, never, born.Add(100*365*24*time.Hour)); !got.DeletionTimestamp.IsZero() || res.RequeueAfter != 0 {
 		t.Errorf("expireAfter Never: deleting %v, requeue %s", !got.DeletionTimestamp.IsZero(), res.RequeueAfter)
+	}
+}
+
+// Claims launched together expire spread over a window after expireAfter
+// (5 %, at most 10 min), not in one burst, each at a time fixed by its UID.
+// Fails without the jitter (tried: expiryJitter returning 0: every claim
+// expires at the same instant).
+func TestExpiryIsSpreadOverAWindow(t *testing.T) {
+	for _, tc := range []struct{ expireAfter, window time.Duration }{
+		{time.Hour, 3 * time.Minute}, {720 * time.Hour, maxExpiryJitter}, {time.Minute, 3 * time.Second},
+	} {
+		seconds := map[int64]bool{}
+		var last time.Duration
+		for i := range 200 {
+			j := expiryJitter(types.UID(fmt.Sprintf("uid-%d", i)), tc.expireAfter)
+			if j < 0 || j >= tc.window {
+				t.Fatalf("expireAfter %s: jitter %s outside [0, %s)", tc.expireAfter, j, tc.window)
+			}
+			if expiryJitter(types.UID(fmt.Sprintf("uid-%d", i)), tc.expireAfter) != j {
+				t.Fatal("the same claim got two expiry times")
+			}
+			seconds[int64(j/time.Second)] = true
+			last = max(last, j)
+		}
+		if want := min(int64(tc.window/time.Second), 100); int64(len(seconds)) < want/2 {
+			t.Errorf("expireAfter %s: 200 claims expire in only %d distinct seconds", tc.expireAfter, len(seconds))
+		}
+		if last < tc.window/2 {
+			t.Errorf("expireAfter %s: the latest of 200 expiries is %s into a %s window", tc.expireAfter, last, tc.window)
+		}
 	}
 }
