@@ -38,7 +38,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if len(claims.Items) == 0 {
 		// No claim will ever finish this node: let it go.
-		patch := client.MergeFrom(node.DeepCopy())
+		patch := client.MergeFromWithOptions(node.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(node, v1.TerminationFinalizer)
 		return ctrl.Result{}, client.IgnoreNotFound(c.Kube.Patch(ctx, node, patch))
 	}

@@ -180,7 +180,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 	}
-	patch := client.MergeFrom(nc.DeepCopy())
+	patch := client.MergeFromWithOptions(nc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(nc, v1.TerminationFinalizer)
 	if err := c.Kube.Patch(ctx, nc, patch); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("removing finalizer of nodeclaim %s: %w", nc.Name, err)
@@ -323,7 +323,7 @@ func (c *Controller) waitForReplacement(ctx context.Context, nc *v1.NodeClaim, n
 // removeNode lets the Node go: finalizer off, then delete.
 func (c *Controller) removeNode(ctx context.Context, node *corev1.Node) error {
 	if controllerutil.ContainsFinalizer(node, v1.TerminationFinalizer) {
-		patch := client.MergeFrom(node.DeepCopy())
+		patch := client.MergeFromWithOptions(node.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(node, v1.TerminationFinalizer)
 		if err := c.Kube.Patch(ctx, node, patch); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("removing finalizer of node %s: %w", node.Name, err)
