@@ -118,7 +118,11 @@ func (c *Controller) now() time.Time {
 }
 
 // Handle acts on one message. Messages about instances nodewright does not
-// manage are handled by doing nothing.
+// manage are handled by doing nothing; so are unreadable messages and
+// messages from another account or region (counted by kind, logged, and
+// deleted by Start, never retried). Handling is idempotent: SQS delivers at
+// least once and in no particular order, and a claim already deleting is
+// never disrupted twice nor its drain moved later.
 func (c *Controller) Handle(ctx context.Context, m cloudprovider.Interruption) error {
 	logger := log.FromContext(ctx).WithValues("message", m.ID, "kind", m.Kind)
 	metrics.InterruptionMessages.WithLabelValues(string(m.Kind)).Inc()
@@ -126,8 +130,12 @@ func (c *Controller) Handle(ctx context.Context, m cloudprovider.Interruption) e
 	if !m.SentAt.IsZero() {
 		metrics.InterruptionMessageAge.Observe(max(now.Sub(m.SentAt), 0).Seconds())
 	}
-	if m.Kind == cloudprovider.UnknownInterruption {
-		logger.Info("ignoring interruption message", "detail", m.Detail)
+	switch m.Kind {
+	case cloudprovider.UnknownInterruption:
+		logger.Info("ignoring an interruption message nodewright cannot use", "detail", m.Detail)
+		return nil
+	case cloudprovider.ForeignInterruption:
+		logger.Info("ignoring an interruption message from another account or region", "detail", m.Detail)
 		return nil
 	}
 	for _, id := range m.InstanceIDs {
