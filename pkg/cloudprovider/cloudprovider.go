@@ -159,6 +159,11 @@ const (
 	// UnknownInterruption: a message that names no kind nodewright acts on, or
 	// that could not be read at all.
 	UnknownInterruption InterruptionKind = "unknown"
+	// ForeignInterruption: a notice from another account or region than the
+	// one nodewright runs in. It names no instance and is never acted on: an
+	// event bus forwarding other accounts' events to the queue, or anyone
+	// else able to send to it, must not drain this cluster's nodes.
+	ForeignInterruption InterruptionKind = "foreign"
 )
 
 // Interruption is one notice from the cloud's interruption queue.

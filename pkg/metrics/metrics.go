@@ -79,9 +79,6 @@ var (
 	DisruptionDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "nodewright_disruption_decisions_total", Help: "NodeClaims nodewright decided to disrupt, by reason and decision.",
 	}, []string{NodePool, Reason, Decision})
-	// InterruptionMessages counts messages read from the interruption queue,
-	// by kind (spot_interruption, rebalance_recommendation, scheduled_change,
-	// state_change, unknown).
 	PodsDisrupted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "nodewright_disruption_pods_disrupted_total", Help: "Workload pods on the nodes the disruption controller disrupted, by nodepool and reason.",
 	}, []string{NodePool, "reason"})
@@ -92,6 +89,10 @@ var (
 	ConsolidationSavings = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "nodewright_consolidation_savings_per_hour_total", Help: "Hourly price in USD that consolidation moves removed (the nodes' price less their replacements'), summed over moves.",
 	})
+	// InterruptionMessages counts messages read from the interruption queue,
+	// by kind (spot_interruption, rebalance_recommendation, scheduled_change,
+	// state_change; unknown for unreadable or unused messages and foreign for
+	// another account's or region's, both deleted without acting).
 	InterruptionMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "nodewright_interruption_messages_total", Help: "Messages received from the interruption queue, by type.",
 	}, []string{MessageType})

@@ -81,7 +81,7 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	}
 	if q := o.Options.InterruptionQueue; q != "" {
 		if err := o.Add(supervise("interruption", &interruption.Controller{
-			Kube: o.GetClient(), Queue: aws.NewInterruptionQueue(clients.SQS, q), Recorder: o.GetEventRecorder("nodewright"),
+			Kube: o.GetClient(), Queue: aws.NewInterruptionQueue(clients, o.Options.Region, q), Recorder: o.GetEventRecorder("nodewright"),
 			Offerings: unavailable, DrainOnRebalance: o.Options.FeatureGates.DrainOnRebalance,
 		})); err != nil {
 			return nil, fmt.Errorf("adding the interruption controller: %w", err)

@@ -11,10 +11,12 @@ import (
 // default; --feature-gates Name=true,Other=false overrides them.
 type FeatureGates struct {
 	// DrainOnRebalance replaces a spot node when EC2 recommends rebalancing
-	// off it (its pool is at elevated risk of interruption), instead of only
-	// reporting an event. Default true: the replacement has minutes, not the
-	// two of an interruption notice. Turn it off where rebalance
-	// recommendations come often and churn costs more than interruptions.
+	// off it (its pool is at elevated risk of interruption). Default false,
+	// as in Karpenter: the recommendation then keeps new launches out of the
+	// pool for a while and is an event on the node, and the node stays until
+	// an interruption warning, if one comes (many never do). Turn it on to
+	// move pods while there are minutes to spare, not the two of a warning,
+	// at the cost of churn where recommendations come often.
 	DrainOnRebalance bool
 }
 
@@ -24,7 +26,7 @@ var featureGates = map[string]struct {
 	def   bool
 	field func(*FeatureGates) *bool
 }{
-	"DrainOnRebalance": {true, func(g *FeatureGates) *bool { return &g.DrainOnRebalance }},
+	"DrainOnRebalance": {false, func(g *FeatureGates) *bool { return &g.DrainOnRebalance }},
 }
 
 // DefaultFeatureGates are the gates with no overrides.

@@ -21,7 +21,7 @@ func TestParseOptionsDefaults(t *testing.T) {
 	want := Options{ClusterName: "prod", MetricsAddr: ":8080", HealthProbeAddr: ":8081", LeaderElection: true,
 		LeaderElectionNamespace: "kube-system", BatchIdleDuration: time.Second, BatchMaxDuration: 10 * time.Second, LogLevel: "info",
 		Region: "ap-northeast-2", ClusterEndpoint: "https://api.example", ClusterCIDR: "10.100.0.0/16", VMMemoryOverheadPercent: 0.075,
-		ConsolidationMinSavings: 0.10, FeatureGates: FeatureGates{DrainOnRebalance: true}}
+		ConsolidationMinSavings: 0.10, FeatureGates: FeatureGates{DrainOnRebalance: false}}
 	if o != want {
 		t.Errorf("defaults = %+v\nwant       %+v", o, want)
 	}
@@ -31,13 +31,13 @@ func TestParseOptionsEnvAndFlags(t *testing.T) {
 	o, err := ParseOptions(with("--batch-max-duration=20s"), env(map[string]string{
 		"CLUSTER_NAME": "staging", "SYSTEM_NAMESPACE": "nodewright", "BATCH_IDLE_DURATION": "500ms",
 		"BATCH_MAX_DURATION": "5s", "LEADER_ELECT": "false", "LOG_LEVEL": "debug",
-		"INTERRUPTION_QUEUE": "my-cluster-interruptions", "FEATURE_GATES": "DrainOnRebalance=false",
+		"INTERRUPTION_QUEUE": "my-cluster-interruptions", "FEATURE_GATES": "DrainOnRebalance=true",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.ClusterName != "staging" || o.LeaderElectionNamespace != "nodewright" || o.BatchIdleDuration != 500*time.Millisecond ||
-		o.LeaderElection || o.LogLevel != "debug" || o.InterruptionQueue != "my-cluster-interruptions" || o.FeatureGates.DrainOnRebalance {
+		o.LeaderElection || o.LogLevel != "debug" || o.InterruptionQueue != "my-cluster-interruptions" || !o.FeatureGates.DrainOnRebalance {
 		t.Errorf("environment not applied: %+v", o)
 	}
 	if o.BatchMaxDuration != 20*time.Second {
@@ -75,17 +75,19 @@ func TestParseOptionsErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestFeatureGates(t *testing.T) {
-	g, err := ParseFeatureGates(" DrainOnRebalance = false ,")
-	if err != nil || g.DrainOnRebalance {
-		t.Fatalf("DrainOnRebalance=false not applied: %+v %v", g, err)
+	g, err := ParseFeatureGates(" DrainOnRebalance = true ,")
+	if err != nil || !g.DrainOnRebalance {
+		t.Fatalf("DrainOnRebalance=true not applied: %+v %v", g, err)
 	}
-	if got := g.String(); got != "DrainOnRebalance=false" {
+	if got := g.String(); got != "DrainOnRebalance=true" {
 		t.Errorf("String() = %q", got)
 	}
 	if back, err := ParseFeatureGates(g.String()); err != nil || back != g {
 		t.Errorf("String does not parse back: %+v %v", back, err)
 	}
-	if d, _ := ParseFeatureGates(""); d != DefaultFeatureGates() || !d.DrainOnRebalance {
+	// Rebalance recommendations do not drain by default, as in Karpenter
+	// (fails when the gate's default is true, as it was).
+	if d, _ := ParseFeatureGates(""); d != DefaultFeatureGates() || d.DrainOnRebalance {
 		t.Errorf("empty gates are not the defaults: %+v", d)
 	}
 }

@@ -160,7 +160,7 @@ func (in *Input) add(d document, meta metav1.TypeMeta) error {
 			in.Bound[p.Spec.NodeName] = append(in.Bound[p.Spec.NodeName], p)
 			return nil
 		}
-		in.expand(p.ObjectMeta, p.Spec, 1)
+		return in.expand(d, "Pod", "pods", p.ObjectMeta, p.Spec, 1)
 	case meta.Kind == "Node" && meta.APIVersion == "v1":
 		n := &corev1.Node{}
 		if err := decode(n); err != nil {
@@ -177,19 +177,19 @@ func (in *Input) add(d document, meta metav1.TypeMeta) error {
 		if err := decode(o); err != nil {
 			return err
 		}
-		in.expand(o.ObjectMeta, o.Spec.Template.Spec, replicas(o.Spec.Replicas, 1), o.Spec.Template.ObjectMeta)
+		return in.expand(d, meta.Kind, "spec.replicas", o.ObjectMeta, o.Spec.Template.Spec, replicas(o.Spec.Replicas, 1), o.Spec.Template.ObjectMeta)
 	case meta.Kind == "ReplicaSet" && meta.APIVersion == "apps/v1":
 		o := &appsv1.ReplicaSet{}
 		if err := decode(o); err != nil {
 			return err
 		}
-		in.expand(o.ObjectMeta, o.Spec.Template.Spec, replicas(o.Spec.Replicas, 1), o.Spec.Template.ObjectMeta)
+		return in.expand(d, meta.Kind, "spec.replicas", o.ObjectMeta, o.Spec.Template.Spec, replicas(o.Spec.Replicas, 1), o.Spec.Template.ObjectMeta)
 	case meta.Kind == "StatefulSet" && meta.APIVersion == "apps/v1":
 		o := &appsv1.StatefulSet{}
 		if err := decode(o); err != nil {
 			return err
 		}
-		in.expand(o.ObjectMeta, o.Spec.Template.Spec, replicas(o.Spec.Replicas, 1), o.Spec.Template.ObjectMeta)
+		return in.expand(d, meta.Kind, "spec.replicas", o.ObjectMeta, o.Spec.Template.Spec, replicas(o.Spec.Replicas, 1), o.Spec.Template.ObjectMeta)
 	case meta.Kind == "Job" && meta.APIVersion == "batch/v1":
 		o := &batchv1.Job{}
 		if err := decode(o); err != nil {
@@ -197,11 +197,11 @@ func (in *Input) add(d document, meta metav1.TypeMeta) error {
 		}
 		// A Job runs parallelism pods at once (never more than its
 		// completions): that is the capacity it asks for.
-		n := replicas(o.Spec.Parallelism, 1)
+		n, field := replicas(o.Spec.Parallelism, 1), "spec.parallelism"
 		if o.Spec.Completions != nil && *o.Spec.Completions < n {
-			n = *o.Spec.Completions
+			n, field = *o.Spec.Completions, "spec.completions"
 		}
-		in.expand(o.ObjectMeta, o.Spec.Template.Spec, n, o.Spec.Template.ObjectMeta)
+		return in.expand(d, meta.Kind, field, o.ObjectMeta, o.Spec.Template.Spec, n, o.Spec.Template.ObjectMeta)
 	case meta.Kind == "" || meta.APIVersion == "":
 		return d.errorf(fmt.Errorf("apiVersion and kind are required"), "document")
 	default:
@@ -217,8 +217,21 @@ func replicas(n *int32, def int32) int32 {
 	return *n
 }
 
-// expand adds n pods of a workload, named after it.
-func (in *Input) expand(owner metav1.ObjectMeta, spec corev1.PodSpec, n int32, template ...metav1.ObjectMeta) {
+// MaxPods bounds the pods a simulation expands its workloads into: more
+// than any one plan is worth computing, and a typo such as replicas:
+// 2000000000 would otherwise take all memory.
+const MaxPods = 100_000
+
+// expand adds n pods of a workload, named after it; field names n's source
+// for errors. A negative count, or one past MaxPods in all, is an error.
+func (in *Input) expand(d document, kind, field string, owner metav1.ObjectMeta, spec corev1.PodSpec, n int32, template ...metav1.ObjectMeta) error {
+	if n < 0 {
+		return d.errorf(fmt.Errorf("%s: %d is negative", field, n), "%s %s", kind, owner.Name)
+	}
+	if len(in.Pods)+int(n) > MaxPods {
+		return d.errorf(fmt.Errorf("%s: %d pods, with the %d before, are more than simulate plans (%d)", field, n, len(in.Pods), MaxPods),
+			"%s %s", kind, owner.Name)
+	}
 	labels := owner.Labels
 	if len(template) > 0 {
 		labels = template[0].Labels
@@ -237,4 +250,5 @@ func (in *Input) expand(owner metav1.ObjectMeta, spec corev1.PodSpec, n int32, t
 			Spec:       *spec.DeepCopy(),
 		})
 	}
+	return nil
 }

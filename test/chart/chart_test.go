@@ -212,7 +212,7 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 	objs := render(t, ns, "replicas=3", "logLevel=debug", "awsEndpoint=https://vpce.example",
 		`serviceAccount.annotations.eks\.amazonaws\.com/role-arn=arn:aws:iam::111122223333:role/nodewright`,
 		"image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-		"metrics.serviceMonitor.enabled=true", "interruptionQueue=my-cluster-interruptions", "featureGates.DrainOnRebalance=false",
+		"metrics.serviceMonitor.enabled=true", "interruptionQueue=my-cluster-interruptions", "featureGates.DrainOnRebalance=true",
 		"consolidationMinSavings=0.25")
 	var kept []*unstructured.Unstructured
 	sawMonitor := false
@@ -246,7 +246,7 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the controller refuses the chart's environment: %v", err)
 	}
-	if opts.InterruptionQueue != "my-cluster-interruptions" || opts.FeatureGates.DrainOnRebalance || opts.ConsolidationMinSavings != 0.25 {
+	if opts.InterruptionQueue != "my-cluster-interruptions" || !opts.FeatureGates.DrainOnRebalance || opts.ConsolidationMinSavings != 0.25 {
 		t.Errorf("interruptionQueue, featureGates or consolidationMinSavings not passed on: queue %q gates %s min savings %v",
 			opts.InterruptionQueue, opts.FeatureGates, opts.ConsolidationMinSavings)
 	}

@@ -195,8 +195,8 @@ func (s *Server) Calls(action string) int {
 	return s.calls[action]
 }
 
-// ServeHTTP dispatches EC2 Query requests by Action and Pricing, SSM and SQS
-// requests by X-Amz-Target, recording each in the audit log.
+// ServeHTTP dispatches EC2 and STS Query requests by Action and Pricing, SSM
+// and SQS requests by X-Amz-Target, recording each in the audit log.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -214,6 +214,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		s.ec2Error(w, "InvalidRequest", 400, "parsing form: "+err.Error())
+		return
+	}
+	if isSTS(r) {
+		s.serveSTS(w, form)
 		return
 	}
 	action := form.Get("Action")

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 )
 
 // ClientOptions say how to reach AWS.
@@ -47,6 +48,10 @@ type Clients struct {
 	SSM *ssm.Client
 	// SQS reads the interruption queue.
 	SQS *sqs.Client
+	// STS names the account nodewright runs as (GetCallerIdentity, which
+	// needs no permission), so the interruption queue can ignore other
+	// accounts' events.
+	STS *sts.Client
 }
 
 // NewClients loads the AWS configuration and builds the clients.
@@ -91,5 +96,6 @@ func NewClients(ctx context.Context, o ClientOptions) (*Clients, error) {
 		}),
 		SSM: ssm.NewFromConfig(cfg, func(opts *ssm.Options) { endpoint(&opts.BaseEndpoint) }),
 		SQS: sqs.NewFromConfig(cfg, func(opts *sqs.Options) { endpoint(&opts.BaseEndpoint) }),
+		STS: sts.NewFromConfig(cfg, func(opts *sts.Options) { endpoint(&opts.BaseEndpoint) }),
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/textproto"
@@ -84,17 +85,18 @@ func al2023UserData(o Options, b bootstrap) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading spec.userData: %w", err)
 	}
-	parts = append(parts, userDataPart{contentTypeNodeConfig, ours})
+	parts = append(parts, typedPart(contentTypeNodeConfig, ours))
+	boundary := boundaryFor(parts)
 
 	var buf bytes.Buffer
 	buf.WriteString("MIME-Version: 1.0\r\n")
-	fmt.Fprintf(&buf, "Content-Type: multipart/mixed; boundary=%q\r\n\r\n", mimeBoundary)
+	fmt.Fprintf(&buf, "Content-Type: multipart/mixed; boundary=%q\r\n\r\n", boundary)
 	w := multipart.NewWriter(&buf)
-	if err := w.SetBoundary(mimeBoundary); err != nil {
+	if err := w.SetBoundary(boundary); err != nil {
 		return "", err
 	}
 	for _, p := range parts {
-		pw, err := w.CreatePart(textproto.MIMEHeader{"Content-Type": {p.contentType}})
+		pw, err := w.CreatePart(p.header)
 		if err != nil {
 			return "", err
 		}
@@ -108,9 +110,30 @@ func al2023UserData(o Options, b bootstrap) (string, error) {
 	return buf.String(), nil
 }
 
+// userDataPart is one part of MIME user data: its headers (a user's part
+// keeps all of its own, Content-Transfer-Encoding and Content-Disposition
+// included, or cloud-init would misread it) and its body.
 type userDataPart struct {
-	contentType string
-	body        []byte
+	header textproto.MIMEHeader
+	body   []byte
+}
+
+func typedPart(contentType string, body []byte) userDataPart {
+	return userDataPart{textproto.MIMEHeader{"Content-Type": {contentType}}, body}
+}
+
+// boundaryFor is mimeBoundary, unless a part's body holds a line that would
+// end the part early; then the first of //nodewright-1//, -2// ... that none
+// holds. Deterministic, so the same inputs still give the same user data.
+func boundaryFor(parts []userDataPart) string {
+	collides := func(b string) bool {
+		return slices.ContainsFunc(parts, func(p userDataPart) bool { return bytes.Contains(p.body, []byte("--"+b)) })
+	}
+	b := mimeBoundary
+	for i := 1; collides(b); i++ {
+		b = fmt.Sprintf("//nodewright-%d//", i)
+	}
+	return b
 }
 
 // userParts splits the user's user data into parts: a MIME multipart
@@ -130,7 +153,7 @@ func userParts(userData string) ([]userDataPart, error) {
 	case strings.HasPrefix(first, "#cloud-config"):
 		contentType = contentTypeCloudCfg
 	}
-	return []userDataPart{{contentType, []byte(userData)}}, nil
+	return []userDataPart{typedPart(contentType, []byte(userData))}, nil
 }
 
 func mimeParts(userData string) ([]userDataPart, error) {
@@ -166,11 +189,11 @@ func mimeParts(userData string) ([]userDataPart, error) {
 		if err != nil {
 			return nil, fmt.Errorf("MIME user data part %d: %w", len(parts)+1, err)
 		}
-		contentType := p.Header.Get("Content-Type")
-		if contentType == "" {
-			contentType = "text/plain"
+		header := textproto.MIMEHeader(maps.Clone(p.Header))
+		if header.Get("Content-Type") == "" {
+			header.Set("Content-Type", "text/plain")
 		}
-		parts = append(parts, userDataPart{contentType, data})
+		parts = append(parts, userDataPart{header, data})
 	}
 }
 

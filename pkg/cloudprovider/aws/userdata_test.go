@@ -1,9 +1,6 @@
 package aws
 
 import (
-	"io"
-	"mime"
-	"mime/multipart"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,27 +16,11 @@ import (
 // parts reads MIME multipart user data back into (content type, body) pairs.
 func parts(t *testing.T, userData string) [][2]string {
 	t.Helper()
-	header, body, ok := strings.Cut(userData, "\r\n\r\n")
-	if !ok || !strings.HasPrefix(header, "MIME-Version: 1.0") {
-		t.Fatalf("not MIME user data:\n%s", userData)
-	}
-	_, params, err := mime.ParseMediaType(strings.TrimPrefix(strings.Split(header, "\r\n")[1], "Content-Type: "))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := multipart.NewReader(strings.NewReader(body), params["boundary"])
 	var out [][2]string
-	for {
-		p, err := r.NextPart()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := io.ReadAll(p)
-		out = append(out, [2]string{p.Header.Get("Content-Type"), string(data)})
+	for _, p := range readParts(t, userData) {
+		out = append(out, [2]string{p.header.Get("Content-Type"), string(p.body)})
 	}
+	return out
 }
 
 func TestAL2023UserDataIsANodeConfig(t *testing.T) {
@@ -121,6 +102,28 @@ func TestAL2023UserDataMergesTheUsers(t *testing.T) {
 	}
 	if _, err := al2023UserData(testOptions, bootstrap{UserData: "MIME-Version: 1.0\nContent-Type: text/plain\n\nhello"}); err == nil || !strings.Contains(err.Error(), "spec.userData") {
 		t.Errorf("non-multipart MIME user data: want an error naming spec.userData, got %v", err)
+	}
+}
+
+// A MIME part keeps its own headers: a base64 script without its
+// Content-Transfer-Encoding would run as the base64 text. Mutation tried:
+// keeping only each part's Content-Type (the code before this test) fails
+// with the header gone.
+func TestAL2023UserDataKeepsPartHeaders(t *testing.T) {
+	userData := "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/x-shellscript\n" +
+		"Content-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"setup.sh\"\n\nIyEvYmluL3NoCmVjaG8gaGkK\n--B--\n"
+	ud, err := al2023UserData(testOptions, bootstrap{UserData: userData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readParts(t, ud)
+	if len(got) != 2 {
+		t.Fatalf("%d parts, want the user's and nodewright's", len(got))
+	}
+	h := got[0].header
+	if h.Get("Content-Transfer-Encoding") != "base64" || h.Get("Content-Disposition") != `attachment; filename="setup.sh"` ||
+		h.Get("Content-Type") != "text/x-shellscript" || string(got[0].body) != "IyEvYmluL3NoCmVjaG8gaGkK" {
+		t.Errorf("the user's part came out as %v %q", h, got[0].body)
 	}
 }
 

@@ -1,11 +1,13 @@
 // Package interruption acts on the cloud's notices about instances before
-// the cloud acts on them: a spot instance about to be reclaimed, a spot
-// pool at risk (rebalance recommendation), scheduled maintenance, an
-// instance stopping or shutting down. The NodeClaim is disrupted with its
-// replacement launched first: termination cordons the node at once and
-// evicts its pods as soon as they have room elsewhere, or when the notice's
-// time runs short, whichever is first. A reclaimed spot offering is kept out
-// of new launches for a while, so the replacement lands elsewhere.
+// the cloud acts on them: a spot instance about to be reclaimed, scheduled
+// maintenance, an instance stopping or shutting down. The NodeClaim is
+// disrupted with its replacement launched first: termination cordons the
+// node at once and evicts its pods as soon as they have room elsewhere, or
+// when the notice's time runs short, whichever is first. A reclaimed spot
+// offering is kept out of new launches for a while, so the replacement lands
+// elsewhere. A rebalance recommendation (the spot pool is at risk) keeps new
+// launches out of the pool the same way and, only with DrainOnRebalance,
+// disrupts the node too.
 package interruption
 
 import (
@@ -51,10 +53,11 @@ type Controller struct {
 	Kube     client.Client
 	Queue    Queue
 	Recorder Recorder
-	// Offerings, when set, is told of reclaimed spot offerings.
+	// Offerings, when set, is told of reclaimed and at-risk spot offerings.
 	Offerings Offerings
 	// DrainOnRebalance disrupts a spot node on a rebalance recommendation;
-	// off, the recommendation is only an event on the node.
+	// off (the default, as in Karpenter), the recommendation only keeps new
+	// launches out of the node's pool and is an event on the node.
 	DrainOnRebalance bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -115,7 +118,11 @@ func (c *Controller) now() time.Time {
 }
 
 // Handle acts on one message. Messages about instances nodewright does not
-// manage are handled by doing nothing.
+// manage are handled by doing nothing; so are unreadable messages and
+// messages from another account or region (counted by kind, logged, and
+// deleted by Start, never retried). Handling is idempotent: SQS delivers at
+// least once and in no particular order, and a claim already deleting is
+// never disrupted twice nor its drain moved later.
 func (c *Controller) Handle(ctx context.Context, m cloudprovider.Interruption) error {
 	logger := log.FromContext(ctx).WithValues("message", m.ID, "kind", m.Kind)
 	metrics.InterruptionMessages.WithLabelValues(string(m.Kind)).Inc()
@@ -123,8 +130,12 @@ func (c *Controller) Handle(ctx context.Context, m cloudprovider.Interruption) e
 	if !m.SentAt.IsZero() {
 		metrics.InterruptionMessageAge.Observe(max(now.Sub(m.SentAt), 0).Seconds())
 	}
-	if m.Kind == cloudprovider.UnknownInterruption {
-		logger.Info("ignoring interruption message", "detail", m.Detail)
+	switch m.Kind {
+	case cloudprovider.UnknownInterruption:
+		logger.Info("ignoring an interruption message nodewright cannot use", "detail", m.Detail)
+		return nil
+	case cloudprovider.ForeignInterruption:
+		logger.Info("ignoring an interruption message from another account or region", "detail", m.Detail)
 		return nil
 	}
 	for _, id := range m.InstanceIDs {
@@ -152,20 +163,19 @@ func (c *Controller) act(ctx context.Context, m cloudprovider.Interruption, nc *
 	switch m.Kind {
 	case cloudprovider.SpotInterruption:
 		reason, eventReason = "spot_interrupted", "SpotInterrupted"
-		if c.Offerings != nil {
-			it, zone := nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone]
-			if it != "" && zone != "" {
-				c.Offerings.MarkUnavailable(it, zone, v1.CapacityTypeSpot)
-			}
-		}
+		c.avoidPool(nc)
 		drainBy = deadline(now, m.TerminatesAt)
 	case cloudprovider.ScheduledChange:
 		reason, eventReason = "scheduled_change", "ScheduledChange"
 		drainBy = deadline(now, m.TerminatesAt)
 	case cloudprovider.RebalanceRecommendation:
+		// The pool is at risk whatever is done with this node: new launches,
+		// the replacement of this node among them, go elsewhere for a while.
+		pool := c.avoidPool(nc)
 		if !c.DrainOnRebalance {
-			c.event(nc, corev1.EventTypeNormal, "RebalanceRecommendation", "EC2 recommends moving off this spot instance; the DrainOnRebalance feature gate is off, so it stays")
-			logger.Info("rebalance recommended, not acting (DrainOnRebalance off)")
+			c.event(nc, corev1.EventTypeNormal, "RebalanceRecommendation", fmt.Sprintf("EC2 recommends moving off this spot instance; "+
+				"new launches avoid its pool (%s) for a while, and the node stays (feature gate DrainOnRebalance is off)", pool))
+			logger.Info("rebalance recommended: avoiding the pool, not draining (DrainOnRebalance off)", "pool", pool)
 			return nil
 		}
 		reason, eventReason = "rebalance_recommended", "RebalanceRecommendation"
@@ -205,6 +215,20 @@ func (c *Controller) act(ctx context.Context, m cloudprovider.Interruption, nc *
 	logger.Info("disrupting nodeclaim", "nodepool", nc.Labels[v1.NodePoolLabelKey], "reason", reason, "detail", m.Detail,
 		"terminatesAt", m.TerminatesAt, "drainBy", drainBy)
 	return nil
+}
+
+// avoidPool takes the claim's spot offering (type, zone, spot) out of new
+// launches for the catalog's unavailability period, as a launch refused for
+// insufficient capacity does, so a replacement does not land in the pool EC2
+// is reclaiming or warned about. It returns the pool for messages, "" when the
+// claim does not say its type and zone.
+func (c *Controller) avoidPool(nc *v1.NodeClaim) string {
+	it, zone := nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone]
+	if c.Offerings == nil || it == "" || zone == "" {
+		return ""
+	}
+	c.Offerings.MarkUnavailable(it, zone, v1.CapacityTypeSpot)
+	return it + " " + v1.CapacityTypeSpot + " in " + zone
 }
 
 // deadline is when the replacement-first wait ends for a notice whose

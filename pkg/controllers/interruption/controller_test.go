@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,10 +17,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/pkg/metrics"
@@ -78,16 +81,13 @@ func (r *recorder) reasons() string {
 	return strings.Join(out, ",")
 }
 
-type offerings struct{ marked []string }
-
-func (o *offerings) MarkUnavailable(it, zone, ct string) {
-	o.marked = append(o.marked, it+"/"+zone+"/"+ct)
-}
-
 var now = time.Date(2026, 11, 23, 10, 0, 30, 0, time.UTC)
 
-func newController(drainOnRebalance bool) (*Controller, *recorder, *offerings) {
-	rec, offs := &recorder{}, &offerings{}
+// newController's offerings are the catalog's own cache, the one the solver
+// reads, on a clock at now.
+func newController(drainOnRebalance bool) (*Controller, *recorder, *catalog.UnavailableOfferings) {
+	rec := &recorder{}
+	offs := catalog.NewUnavailableOfferings(catalog.UnavailableOptions{Clock: clocktesting.NewFakePassiveClock(now)})
 	return &Controller{Kube: byInstanceID{cp.Client}, Recorder: rec, Offerings: offs, DrainOnRebalance: drainOnRebalance,
 		Now: func() time.Time { return now }}, rec, offs
 }
@@ -112,12 +112,20 @@ func launchedClaim(t *testing.T, pool string) *v1.NodeClaim {
 		_ = cp.Client.Patch(ctx, &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: name}}, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
 		_ = cp.Client.Delete(ctx, &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: name}})
 	})
-	nc.Status.ProviderID = "aws:///ap-northeast-2a/i-" + name
+	nc.Status.ProviderID = "aws:///ap-northeast-2a/" + instanceID(name)
 	nc.Status.NodeName = "ip-10-0-0-1.ap-northeast-2.compute.internal"
 	if err := cp.Client.Status().Update(ctx, nc); err != nil {
 		t.Fatal(err)
 	}
 	return nc
+}
+
+// instanceID is an EC2-shaped instance id (i- and 17 hex digits) for a
+// claim name, as the queue reader accepts.
+func instanceID(name string) string {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return fmt.Sprintf("i-%017x", h.Sum64())
 }
 
 func get(t *testing.T, nc *v1.NodeClaim) *v1.NodeClaim {
@@ -156,8 +164,8 @@ func TestSpotInterruptionDisruptsReplacementFirst(t *testing.T) {
 	if by, ok := disruption.DrainBy(got); !ok || !by.Equal(sent.Add(time.Minute)) {
 		t.Errorf("drain by %v (%v), want a minute before the instance goes: %v", by, ok, sent.Add(time.Minute))
 	}
-	if strings.Join(offs.marked, ",") != "m5.large/ap-northeast-2a/spot" {
-		t.Errorf("offerings marked unavailable: %v", offs.marked)
+	if !offs.IsUnavailable("m5.large", "ap-northeast-2a", v1.CapacityTypeSpot) || offs.Len() != 1 {
+		t.Errorf("the reclaimed offering is not the one out: %d out", offs.Len())
 	}
 	if d := decisions("spot-pool", "spot_interrupted", "replace") - before; d != 1 {
 		t.Errorf("disruption decisions counted %v, want 1", d)
@@ -175,9 +183,14 @@ func TestSpotInterruptionDisruptsReplacementFirst(t *testing.T) {
 	}
 }
 
-func TestRebalanceRecommendationFollowsTheGate(t *testing.T) {
+// A rebalance recommendation keeps new launches out of the node's pool
+// whatever the gate says; only DrainOnRebalance also disrupts the node.
+// Mutations tried: marking the pool only in the draining branch (the code
+// before this test) fails with no offering out when the gate is off; draining
+// whatever the gate fails with the claim deleted.
+func TestRebalanceRecommendationAvoidsThePoolAndFollowsTheGate(t *testing.T) {
 	ctx := context.Background()
-	off, rec, _ := newController(false)
+	off, rec, offs := newController(false)
 	nc := launchedClaim(t, "rebalance-pool")
 	msg := cloudprovider.Interruption{ID: "m2", Kind: cloudprovider.RebalanceRecommendation, InstanceIDs: []string{controllers.InstanceID(nc.Status.ProviderID)}}
 	if err := off.Handle(ctx, msg); err != nil {
@@ -186,16 +199,22 @@ func TestRebalanceRecommendationFollowsTheGate(t *testing.T) {
 	if got := get(t, nc); !got.DeletionTimestamp.IsZero() {
 		t.Error("DrainOnRebalance=false must leave the claim")
 	}
-	if !strings.Contains(rec.reasons(), "RebalanceRecommendation") {
-		t.Errorf("no event for the recommendation: %s", rec.reasons())
+	if !offs.IsUnavailable("m5.large", "ap-northeast-2a", v1.CapacityTypeSpot) || offs.Len() != 1 {
+		t.Errorf("the at-risk pool is not kept out of new launches: %d offerings out", offs.Len())
 	}
-	on, _, _ := newController(true)
+	if r := rec.reasons(); r != "*v1.NodeClaim:RebalanceRecommendation,*v1.Node:RebalanceRecommendation" {
+		t.Errorf("events for the recommendation: %s", r)
+	}
+	on, _, onOffs := newController(true)
 	if err := on.Handle(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
 	got := get(t, nc)
 	if by, ok := disruption.DrainBy(got); got.DeletionTimestamp.IsZero() || !ok || !by.Equal(now.Add(MaxReplaceWait)) {
 		t.Errorf("DrainOnRebalance=true: deleting %v, drain by %v, want %v", !got.DeletionTimestamp.IsZero(), by, now.Add(MaxReplaceWait))
+	}
+	if !onOffs.IsUnavailable("m5.large", "ap-northeast-2a", v1.CapacityTypeSpot) {
+		t.Error("DrainOnRebalance=true: the replacement may land in the at-risk pool")
 	}
 }
 
@@ -221,8 +240,8 @@ func TestScheduledChangeDeadline(t *testing.T) {
 			t.Errorf("maintenance at %v: annotations %v, want drain by %v", tc.at, got.Annotations, tc.want)
 		}
 	}
-	if len(offs.marked) != 0 {
-		t.Errorf("maintenance says nothing of spot capacity, yet marked %v", offs.marked)
+	if offs.Len() != 0 {
+		t.Errorf("maintenance says nothing of spot capacity, yet %d offerings are out", offs.Len())
 	}
 }
 

@@ -61,6 +61,11 @@ func New(key string, op corev1.NodeSelectorOperator, values ...string) (*Require
 			return nil, fmt.Errorf("requirement %s %s: %q is not an integer", key, op, values[0])
 		}
 		r.complement = true
+		// Bounds are kept exclusive; the inclusive ends of int64 have no
+		// exclusive form, and would wrap around to allow nothing.
+		if op == v1.NodeSelectorOpGte && n == math.MinInt64 || op == v1.NodeSelectorOpLte && n == math.MaxInt64 {
+			return nil, fmt.Errorf("requirement %s %s %d: out of range, every integer is; use Exists", key, op, n)
+		}
 		switch op {
 		case corev1.NodeSelectorOpGt:
 			r.greaterThan = &n
@@ -163,12 +168,17 @@ func (r *Requirement) Intersect(other *Requirement) *Requirement {
 }
 
 // IsEmpty reports whether no value is allowed (the key may still be absent, see
-// AllowsAbsent).
+// AllowsAbsent). A range is empty when every integer in it is excluded
+// (Gt 1, Lt 3, NotIn 2) or it lies past the ends of int64.
 func (r *Requirement) IsEmpty() bool {
 	if !r.complement {
 		return r.values.Len() == 0
 	}
-	return r.greaterThan != nil && r.lessThan != nil && *r.lessThan-*r.greaterThan <= 1
+	if r.greaterThan == nil && r.lessThan == nil {
+		return false // infinitely many values, finitely many excluded
+	}
+	_, ok := r.Any()
+	return !ok
 }
 
 func (r *Requirement) withinBounds(v string) bool {
@@ -190,6 +200,9 @@ func (r *Requirement) String() string {
 		}
 		if r.lessThan != nil {
 			fmt.Fprintf(&b, " <%d", *r.lessThan)
+		}
+		if r.values.Len() > 0 {
+			fmt.Fprintf(&b, " NotIn [%s]", strings.Join(r.Values(), " "))
 		}
 	case corev1.NodeSelectorOpExists, corev1.NodeSelectorOpDoesNotExist:
 		b.WriteString(" " + string(op))
@@ -215,12 +228,18 @@ func (r *Requirement) Any() (string, bool) {
 		}
 		return r.Values()[0], true
 	}
-	from := int64(0)
+	from, n := int64(0), int64(r.values.Len())
 	switch {
+	case r.greaterThan != nil && *r.greaterThan == math.MaxInt64:
+		return "", false
 	case r.greaterThan != nil:
 		from = *r.greaterThan + 1
-	case r.lessThan != nil && *r.lessThan <= 0:
-		from = *r.lessThan - 1 - int64(r.values.Len())
+	case r.lessThan != nil && *r.lessThan <= n:
+		// The n+1 integers just below the bound, or as many as int64 has.
+		from = math.MinInt64
+		if *r.lessThan > math.MinInt64+n+1 {
+			from = *r.lessThan - 1 - n
+		}
 	}
 	// At most len(values)+1 candidates are needed: each excluded value
 	// rules out one.
