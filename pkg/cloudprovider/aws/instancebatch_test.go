@@ -4,6 +4,9 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
@@ -12,7 +15,7 @@ import (
 // Gets that arrive together (many claims' terminations checking their
 // instances) share one DescribeInstances, and an instance EC2 does not know
 // is not found without failing the others'. Fails when each Get describes
-// its instance alone (tried: a zero batch window, three calls), and with the
+// its instance alone (tried: get flushing at once, three calls), and with the
 // ids passed as InstanceIds in the batch (tried: the unknown id then fails
 // the whole batch).
 func TestConcurrentGetsShareOneDescribe(t *testing.T) {
@@ -30,12 +33,23 @@ func TestConcurrentGetsShareOneDescribe(t *testing.T) {
 	}
 	unknown := "aws:///ap-northeast-2a/i-0123456789abcdef0"
 	before := describeCalls(e)
+	// The window closes when all three are waiting, not after 50 ms: on a
+	// loaded machine the goroutines may start further apart than that.
+	p.instances.window = time.Hour
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i, id := range append(ids, unknown) {
 		wg.Add(1)
 		go func() { defer wg.Done(); _, errs[i] = p.Get(ctx, id) }()
 	}
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		p.instances.mu.Lock()
+		defer p.instances.mu.Unlock()
+		return len(p.instances.waiting) == 3, nil
+	}); err != nil {
+		t.Fatalf("three Gets not waiting together: %v", err)
+	}
+	p.instances.flush()
 	wg.Wait()
 	if errs[0] != nil || errs[1] != nil {
 		t.Errorf("running instances: %v, %v", errs[0], errs[1])
