@@ -17,7 +17,7 @@ import (
 	"github.com/nodewright/nodewright/pkg/controllers/nodeclaim/podevents"
 	claimtermination "github.com/nodewright/nodewright/pkg/controllers/nodeclaim/termination"
 	"github.com/nodewright/nodewright/pkg/controllers/nodepool/counter"
-	"github.com/nodewright/nodewright/pkg/controllers/nodepool/validation"
+	"github.com/nodewright/nodewright/pkg/controllers/nodepool/readiness"
 	"github.com/nodewright/nodewright/pkg/controllers/provisioning"
 	"github.com/nodewright/nodewright/pkg/state"
 )
@@ -55,7 +55,7 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 		"nodeclaim pod events":  &podevents.Controller{Kube: kube},
 		"node termination":      &nodetermination.Controller{Kube: kube},
 		"nodepool counter":      &counter.Controller{Kube: kube, Prices: cloud},
-		"nodepool validation":   &validation.Controller{Kube: kube, Recorder: recorder},
+		"nodepool readiness":    &readiness.Controller{Kube: kube, Recorder: recorder, NodeClass: cloud.NodeClass()},
 	} {
 		if err := c.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up %s controller: %w", name, err)
