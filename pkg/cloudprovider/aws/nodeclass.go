@@ -365,5 +365,5 @@ func (r *NodeClassResolver) validate(nc *awsv1.EC2NodeClass) []string {
 	default:
 		problems = append(problems, fmt.Sprintf("AMI family %s is not supported yet: nodewright writes user data for AL2023 (nodeadm) and passes Custom user data through unchanged", family))
 	}
-	return problems
+	return append(problems, notYetSupported(nc)...)
 }

@@ -1,0 +1,56 @@
+package aws
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+)
+
+// A class setting a field nodewright does not act on yet is refused, the
+// field named, instead of launching nodes without it; the seed class, which
+// sets none, stays Ready. Fails when a field is left out of notYetSupported
+// (tried: the cpuOptions check removed: the class was Ready).
+func TestNotYetSupportedFieldsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	for path, spoil := range map[string]func(*awsv1.EC2NodeClass){
+		"spec.capacityReservationSelectorTerms[0].id": func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.CapacityReservationSelectorTerms = []awsv1.CapacityReservationSelectorTerm{{ID: "cr-0123"}}
+		},
+		"spec.networkInterfaces[0]": func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.NetworkInterfaces = []awsv1.NetworkInterface{{InterfaceType: "efa-only", NetworkCardIndex: 1}}
+		},
+		"spec.ipPrefixCount": func(nc *awsv1.EC2NodeClass) { nc.Spec.IPPrefixCount = ptr.To[int32](1) },
+		"spec.placementGroupSelector.name": func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.PlacementGroupSelector = &awsv1.PlacementGroupSelector{Name: "training"}
+		},
+		"spec.connectionTracking.udpTimeout": func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.ConnectionTracking = &awsv1.ConnectionTracking{UDPTimeout: ptr.To[int32](30)}
+		},
+		"spec.cpuOptions.nestedVirtualization": func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.CPUOptions = &awsv1.CPUOptions{NestedVirtualization: ptr.To("enabled")}
+		},
+	} {
+		nc := seedNodeClass(t)
+		spoil(nc)
+		status, err := e.resolver(t).Resolve(context.Background(), nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := meta.FindStatusCondition(status.Conditions, awsv1.ConditionTypeValidationSucceeded)
+		if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, path) || !strings.Contains(c.Message, "not supported by nodewright yet") {
+			t.Errorf("%s set: ValidationSucceeded = %+v", path, c)
+		}
+		if meta.IsStatusConditionTrue(status.Conditions, ConditionTypeReady) {
+			t.Errorf("%s set: the class is Ready", path)
+		}
+	}
+	if status, err := e.resolver(t).Resolve(context.Background(), seedNodeClass(t)); err != nil || !meta.IsStatusConditionTrue(status.Conditions, ConditionTypeReady) {
+		t.Errorf("the seed class is not Ready: %v %+v", err, status.Conditions)
+	}
+}
