@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -230,7 +231,7 @@ func (c *Controller) awaitRegistration(ctx context.Context, nc *v1.NodeClaim) (c
 	return ctrl.Result{}, client.IgnoreNotFound(c.Kube.Delete(ctx, nc))
 }
 
-// register syncs the claim onto its Node: labels, taints (the claim's and
+// register syncs the claim onto its Node: labels, annotations, taints (the claim's and
 // its startup taints, without the unregistered one), the termination
 // finalizer and an owner reference, so the Node goes when the claim goes.
 func (c *Controller) register(ctx context.Context, nc *v1.NodeClaim, node *corev1.Node) error {
@@ -256,6 +257,13 @@ func (c *Controller) register(ctx context.Context, nc *v1.NodeClaim, node *corev
 			"Not copied onto node %s: %s are in domains Kubernetes or nodewright owns (kubernetes.io, k8s.io, karpenter.sh); set them from the NodePool only if they are well-known labels", node.Name, strings.Join(refused, ", "))
 	}
 	node.Labels[v1.NodeRegisteredLabelKey] = "true"
+	// The template's annotations (spec.template.metadata.annotations reach
+	// the claim at launch) and the hashes drift compares, as Karpenter
+	// puts them on its nodes.
+	if len(nc.Annotations) > 0 && node.Annotations == nil {
+		node.Annotations = map[string]string{}
+	}
+	maps.Copy(node.Annotations, nc.Annotations)
 	var taints []corev1.Taint
 	for _, t := range node.Spec.Taints {
 		if !t.MatchTaint(&v1.UnregisteredNoExecuteTaint) {

@@ -63,7 +63,9 @@ func launchedClaim(t *testing.T, launchedAt time.Time) *v1.NodeClaim {
 			// The kubelet may not set this domain: only the API can.
 			"node-restriction.kubernetes.io/zone-group": "west",
 			// Not copied: a domain Kubernetes reserves.
-			"node-role.kubernetes.io/control-plane": ""}},
+			"node-role.kubernetes.io/control-plane": ""},
+			// From the NodePool's spec.template.metadata.annotations.
+			Annotations: map[string]string{"example.com/owner": "team-a"}},
 		Spec: v1.NodeClaimSpec{
 			NodeClassRef:  &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"},
 			Requirements:  []v1.NodeSelectorRequirementWithMinValues{{Key: v1.NodePoolLabelKey, Operator: corev1.NodeSelectorOpIn, Values: []string{"pool"}}},
@@ -122,6 +124,10 @@ func TestRegistrationAndInitialization(t *testing.T) {
 	}
 	if node.Labels["team"] != "a" || node.Labels["node-restriction.kubernetes.io/zone-group"] != "west" || node.Labels[v1.NodeRegisteredLabelKey] != "true" {
 		t.Errorf("node labels %v lack the claim's and registered", node.Labels)
+	}
+	// Fails without the annotations copied (tried).
+	if node.Annotations["example.com/owner"] != "team-a" {
+		t.Errorf("node annotations %v lack the template's", node.Annotations)
 	}
 	// Fails when every claim label is copied (tried: nodeMayCarry true).
 	if _, ok := node.Labels["node-role.kubernetes.io/control-plane"]; ok {
