@@ -328,26 +328,31 @@ func (s *scenario) killWhen(ctx context.Context, what string, cond func(context.
 	if !seen {
 		when = what + " (not seen within 3m; killed anyway)"
 	}
-	from, to, took := s.replaceLeader(ctx, syscall.SIGKILL, fmt.Sprintf("kill %d %s", s.kills, when))
+	from, to, took := s.replaceLeader(ctx, syscall.SIGKILL, fmt.Sprintf("kill %d %s", s.kills, when), false)
 	return fmt.Sprintf("kill %d %s of %s; replica %s leads %s later", s.kills, when, from.name, to.name, took.Round(time.Second))
 }
 
 // handover stops the leader gracefully; it releases the Lease and the other
 // replica takes over.
 func (s *scenario) handover(ctx context.Context) string {
-	from, to, took := s.replaceLeader(ctx, syscall.SIGTERM, "handover")
+	from, to, took := s.replaceLeader(ctx, syscall.SIGTERM, "handover", true)
 	return fmt.Sprintf("handover %s -> %s in %s", from.name, to.name, took.Round(100*time.Millisecond))
 }
 
-// replaceLeader signals the leading replica and waits for the next leader
-// (its supervisor restarts the signalled one).
-func (s *scenario) replaceLeader(ctx context.Context, sig syscall.Signal, why string) (from, to *replica, took time.Duration) {
+// replaceLeader signals the leading replica and waits for the next leader.
+// Its supervisor restarts the signalled one, which may win the Lease again
+// unless toOther holds it back until another replica leads.
+func (s *scenario) replaceLeader(ctx context.Context, sig syscall.Signal, why string, toOther bool) (from, to *replica, took time.Duration) {
 	from, _ = s.rs.leader()
 	if from == nil {
 		s.t.Fatalf("%s: no replica leads", why)
 	}
 	pid := from.pid()
-	s.tl.add("%s: %v to replica %s (pid %d)", why, sig, from.name, pid)
+	s.tl.add("%s: %s to replica %s (pid %d)", why, signalNames[sig], from.name, pid)
+	if toOther {
+		release := from.hold()
+		defer release()
+	}
 	began := time.Now()
 	if err := from.signal(sig); err != nil {
 		s.t.Fatal(err)
@@ -358,6 +363,8 @@ func (s *scenario) replaceLeader(ctx context.Context, sig syscall.Signal, why st
 	}
 	return from, to, time.Since(began)
 }
+
+var signalNames = map[syscall.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM"}
 
 // draining reports a claim being deleted whose node still has workload pods.
 func (s *scenario) draining(ctx context.Context) (bool, error) {

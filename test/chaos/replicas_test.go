@@ -47,6 +47,17 @@ type replica struct {
 	electedAt time.Time // zero until this process wins the Lease
 	exited    chan struct{}
 	restarts  int
+	// held, while open, keeps the supervisor from restarting the replica.
+	held chan struct{}
+}
+
+// hold keeps r down once its process ends, until release is called.
+func (r *replica) hold() (release func()) {
+	held := make(chan struct{})
+	r.mu.Lock()
+	r.held = held
+	r.mu.Unlock()
+	return func() { close(held) }
 }
 
 func startReplicas(spec controllerSpec, kubeconfig string, tl *timeline, names ...string) (*replicas, error) {
@@ -83,8 +94,17 @@ func (rs *replicas) supervise(r *replica, started chan<- error) {
 		case <-time.After(restartDelay):
 		}
 		r.mu.Lock()
+		held := r.held
+		r.held = nil
 		r.restarts++
 		r.mu.Unlock()
+		if held != nil {
+			select {
+			case <-rs.stopping:
+				return
+			case <-held:
+			}
+		}
 	}
 }
 
