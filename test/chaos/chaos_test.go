@@ -518,8 +518,8 @@ func (s *scenario) report(start time.Time) {
 	w.mu.Lock()
 	fmt.Fprintf(&b, "\nRun: %s in all; %d watcher samples; EC2 calls %d, throttled %d; fleets answered %d; instances seen %d; kills %d; restarts a=%d b=%d\n",
 		time.Since(start).Round(time.Second), w.samples, calls, throttled, fleets, launched, s.kills, s.rs.list[0].restarts, s.rs.list[1].restarts)
-	fmt.Fprintf(&b, "Longest pod wait (counted from nodewright up) %s; longest claim deletion %s; fewest healthy pods per app while its PDB was armed: %v\n",
-		w.maxPending.Round(time.Second), w.maxDeleting.Round(time.Second), w.minHealthy)
+	fmt.Fprintf(&b, "Longest pod wait (counted from nodewright up) %s; longest claim deletion %s; smallest margin of healthy pods above minAvailable per app: %v\n",
+		w.maxPending.Round(time.Second), w.maxDeleting.Round(time.Second), w.minMargin)
 	violations := append([]violation(nil), w.violations...)
 	w.mu.Unlock()
 	fmt.Fprintf(&b, "\nTimeline:\n%s\n", s.tl)

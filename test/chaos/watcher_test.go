@@ -76,7 +76,7 @@ type watcher struct {
 	violations  []violation
 	samples     int
 	pdbSamples  int
-	minHealthy  map[string]int32 // the fewest healthy pods seen per app while armed
+	minMargin   map[string]int32 // the fewest healthy pods above minAvailable seen per app while armed
 	maxPending  time.Duration    // the longest a pod waited, counted as pendingLimit counts
 	maxDeleting time.Duration
 }
@@ -85,7 +85,7 @@ func newWatcher(cp *harness.ControlPlane, sim *ec2sim.Server, rs *replicas, tl *
 	return &watcher{
 		cp: cp, sim: sim, rs: rs, tl: tl, ns: ns, apps: apps, start: start,
 		replicas: map[string]int32{}, armed: map[string]bool{}, violating: map[string]bool{}, seen: map[string]bool{},
-		minHealthy: map[string]int32{},
+		minMargin: map[string]int32{},
 	}
 }
 
@@ -203,8 +203,8 @@ func (w *watcher) checkPDBs(pods []corev1.Pod) {
 		if !w.armed[app] {
 			continue
 		}
-		if m, ok := w.minHealthy[app]; !ok || got < m {
-			w.minHealthy[app] = got
+		if m, ok := w.minMargin[app]; !ok || got-want < m {
+			w.minMargin[app] = got - want
 		}
 		if got < want && !w.violating[app] {
 			w.violating[app] = true
