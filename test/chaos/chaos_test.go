@@ -33,9 +33,9 @@ const (
 	// quietPeriod is how long the settled state must hold: nodes lost to a
 	// restart or a late consolidation show within it.
 	quietPeriod = 15 * time.Second
-	// memoryGrowthLimit bounds the leader's resident memory at the end
-	// against the first settle it led: growth beyond a quarter, or 32 MiB
-	// if more, fails.
+	// memoryGrowthShare and memoryGrowthFloor bound the leader's resident
+	// memory after the memory soak against its value at the settle before:
+	// growth beyond a quarter, or 32 MiB if that is more, fails.
 	memoryGrowthShare = 0.25
 	memoryGrowthFloor = 32 << 20
 )
@@ -66,6 +66,15 @@ type scenario struct {
 	captured []string
 }
 
+// TestChaos runs the scenario of designs/reliability.md: five phases, each
+// followed by a settle point, under throttling, empty pools and a
+// misbehaving queue for the whole run, while the watcher checks the
+// invariants every second. The watcher was shown to fail it: termination
+// deleting pods instead of evicting them gave "PDB violated: worker: 87
+// healthy pods, minAvailable 90 of 100"; the interruption controller
+// ignoring spot warnings gave "pods on a reclaimed instance"; termination
+// and garbage collection both leaving instances running gave "instance
+// without claim" after the scale-down.
 func TestChaos(t *testing.T) {
 	start := time.Now()
 	tl := &timeline{start: start}
@@ -217,7 +226,7 @@ func (s *scenario) phase(name, faults string, do func() string, done ...func(con
 func (s *scenario) settle(name string, done ...func(context.Context) error) {
 	var why error
 	var quietSince time.Time
-	unsettled := wait.PollUntilContextTimeout(context.Background(), time.Second, settleLimit, true, func(ctx context.Context) (bool, error) {
+	unsettled := poll(settleLimit, func(ctx context.Context) (bool, error) {
 		why = s.settled(ctx)
 		for _, d := range done {
 			if why == nil {
@@ -239,13 +248,24 @@ func (s *scenario) settle(name string, done ...func(context.Context) error) {
 		s.t.FailNow()
 	}
 	var last error
-	err := wait.PollUntilContextTimeout(context.Background(), time.Second, consistencyLimit, true, func(ctx context.Context) (bool, error) {
+	err := poll(consistencyLimit, func(ctx context.Context) (bool, error) {
 		last = consistency(ctx, s.cp.Client, s.e.Sim)
 		return last == nil, nil
 	})
 	if err != nil {
 		s.w.violate("settle/"+name, invConsistency, "%s after %s settled: %v", consistencyLimit, name, last)
 	}
+}
+
+// poll calls condition every second until it is done or timeout has
+// passed. Each call gets its own 10 s deadline: cut short by the overall one,
+// its last error would be a deadline's, hiding what was still wrong.
+func poll(timeout time.Duration, condition func(context.Context) (bool, error)) error {
+	return wait.PollUntilContextTimeout(context.Background(), time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return condition(actx)
+	})
 }
 
 // settled returns nil once a replica leads, every pod asked for is
