@@ -6,7 +6,7 @@ GO_TEST_FLAGS ?=
 # Two cores: one package's control plane at a time keeps the suite steady.
 GO_TEST_P ?= 1
 
-.PHONY: all tools iam-tools generate verify lint test unit demo clean help
+.PHONY: all tools iam-tools generate verify lint test unit chaos demo clean help
 
 all: verify test
 
@@ -42,6 +42,11 @@ lint: ## gofmt and go vet.
 
 test: tools iam-tools ## Unit and control-plane tests (builds the tools when missing).
 	@hack/test.sh -p $(GO_TEST_P) $(GO_TEST_FLAGS) ./...
+
+# The chaos suite (test/chaos) is not part of `make test`: it runs every
+# fault at once for minutes; `go test ./...` skips it without NODEWRIGHT_CHAOS.
+chaos: tools ## Run the chaos suite: every fault at once on a 300-pod workload (minutes; logs in $TMPDIR/nodewright-chaos-*).
+	NODEWRIGHT_CHAOS=1 go test -count=1 -timeout 20m -v $(GO_TEST_FLAGS) ./test/chaos
 
 demo: tools ## Run the demo on a local control plane (DEMO_FLAGS=--keep to leave it up).
 	go run ./test/demo $(DEMO_FLAGS)

@@ -40,12 +40,15 @@
 // Interrupt, a rebalance recommendation for each Rebalance, an AWS Health
 // scheduled change for each ScheduleEvent and a state-change notification for
 // every state an instance enters. QueueMessages and SendRaw let tests look at
-// and poison the queue.
+// and poison the queue; SetDeliveryFaults makes a queue take the liberties
+// SQS allows a standard queue (a deleted message delivered again, messages
+// out of order).
 //
 // Watch reports every instance's life as events; NodeBridge uses them to
 // register and delete the Kubernetes Nodes an EKS node's kubelet and the cloud
 // node lifecycle controller would, for kwok to run. Tests inject faults per
-// action (FailNext, FailAlways, Throttle, ThrottleRate) and per pool
+// action (FailNext, FailAlways, Throttle, ThrottleRate, which also takes
+// EveryAction) and per pool
 // (SetCapacity, InsufficientCapacity, SpotPoolsOutOfCapacity,
 // PartialFulfillment, SetSpotInstanceLimit), change spot prices (SetSpotPrice)
 // and SSM parameters (SetParameter); Heal removes the faults. Every method is

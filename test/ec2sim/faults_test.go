@@ -44,3 +44,23 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Errorf("a dry run launched %d instances", n)
 	}
 }
+
+// EveryAction throttles a share of all EC2 calls, counted together. Fails when takeFault ignores EveryAction
+// (tried removing the fallback: no call throttled).
+func TestThrottleRateOfEveryAction(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.sim.ThrottleRate(EveryAction, 0.5)
+	for i := range 2 {
+		if _, err := e.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{}); err != nil {
+			t.Fatalf("DescribeInstances %d: %v", i, err)
+		}
+		if _, err := e.ec2.DescribeAvailabilityZones(ctx, &ec2.DescribeAvailabilityZonesInput{}); err != nil {
+			t.Fatalf("DescribeAvailabilityZones %d: %v", i, err)
+		}
+	}
+	// Calls 2, 4, 6 of the shared count were throttled and retried: 7 in all.
+	if got := e.sim.Calls("DescribeInstances") + e.sim.Calls("DescribeAvailabilityZones"); got != 7 {
+		t.Errorf("%d attempts for 4 calls at a shared throttle rate of 1/2, want 7", got)
+	}
+}

@@ -156,11 +156,16 @@ func (s *Server) FailAlways(action, code string, status int) {
 	s.always[action] = fault{code, status}
 }
 
+// EveryAction, given to ThrottleRate for an action, throttles every EC2
+// action that has no rate of its own, counting their calls together: the
+// account-wide request rate limit EC2 applies when a whole account is busy.
+const EveryAction = "*"
+
 // ThrottleRate makes a share of action's calls fail with RequestLimitExceeded
 // until Heal, spread evenly and deterministically (fraction 0.5 throttles every
 // second call, 1 every call, 0 none), so a test of the SDK's retries is
 // repeatable: each throttled call is followed by one that passes when
-// fraction <= 0.5.
+// fraction <= 0.5. Action EveryAction covers every EC2 action.
 func (s *Server) ThrottleRate(action string, fraction float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -172,13 +177,16 @@ func (s *Server) ThrottleRate(action string, fraction float64) {
 }
 
 // Heal removes every injected fault: queued and permanent errors, throttle
-// rates, emptied or limited capacity pools, partial fulfilment and the spot
-// instance limit. Spot price overrides stay.
+// rates, emptied or limited capacity pools, partial fulfilment, the spot
+// instance limit and queues' delivery faults. Spot price overrides stay.
 func (s *Server) Heal() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults, s.always, s.rates = map[string][]fault{}, map[string]fault{}, map[string]*rate{}
 	s.capacity, s.partial, s.spotLimit = map[Pool]int{}, partialFulfillment{}, -1
+	for _, q := range s.queues {
+		q.delivery = DeliveryFaults{}
+	}
 }
 
 // SetSpotPrice overrides the spot price of a type in a zone (by name).
@@ -256,7 +264,11 @@ func (s *Server) takeFault(action string) (fault, bool) {
 		s.faults[action] = q[1:]
 		return q[0], true
 	}
-	if r, ok := s.rates[action]; ok && r.hit() {
+	r, ok := s.rates[action]
+	if !ok {
+		r, ok = s.rates[EveryAction]
+	}
+	if ok && r.hit() {
 		return fault{"RequestLimitExceeded", 503}, true
 	}
 	return fault{}, false

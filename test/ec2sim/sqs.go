@@ -72,6 +72,26 @@ type queue struct {
 	// to rouse long polls; receivers counts the long polls waiting.
 	wake      chan struct{}
 	receivers int
+	// delivery holds the liberties SetDeliveryFaults lets the queue take;
+	// duplicates counts its deletes for the Duplicate share.
+	delivery   DeliveryFaults
+	duplicates rate
+}
+
+// DeliveryFaults are liberties SQS documents a standard queue may take, which
+// a consumer must tolerate: at-least-once delivery (a deleted message can
+// come back, when a copy on a server that missed the delete survives it) and
+// best-effort ordering (a receive may return any visible message, not the
+// oldest first).
+type DeliveryFaults struct {
+	// Duplicate is the share of deleted messages delivered once more, spread
+	// evenly over the deletes (0.5: every second one): the copy has the same
+	// MessageId, body and SentTimestamp and a new receipt handle. A copy is
+	// not copied again.
+	Duplicate float64
+	// Reorder makes every receive take the visible messages in a random
+	// order.
+	Reorder bool
 }
 
 // message is a message in a queue. It is visible once visibleAt has passed;
@@ -83,6 +103,8 @@ type message struct {
 	receives      int
 	firstReceive  time.Time
 	handle        string // the latest receive's receipt handle
+	// redelivered marks the copy a Duplicate fault brought back.
+	redelivered bool
 }
 
 // QueueMessage is a message of a queue as a test sees it.
@@ -140,6 +162,30 @@ func (s *Server) SendRaw(queueName, body string) error {
 		return fmt.Errorf("sending to %s: %s", queueName, err.message)
 	}
 	return nil
+}
+
+// SetDeliveryFaults makes the named queue take the liberties in f from now
+// on, until Heal or another call; the zero DeliveryFaults delivers each
+// message once, oldest first.
+func (s *Server) SetDeliveryFaults(queueName string, f DeliveryFaults) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, ok := s.queues[queueName]
+	if !ok {
+		return fmt.Errorf("setting delivery faults of %s: no such queue", queueName)
+	}
+	q.delivery, q.duplicates = f, rate{fraction: min(max(f.Duplicate, 0), 1)}
+	return nil
+}
+
+// redeliverLocked brings a deleted message back when the queue's Duplicate
+// share says so.
+func (s *Server) redeliverLocked(q *queue, m *message) {
+	if m.redelivered || q.delivery.Duplicate <= 0 || !q.duplicates.hit() {
+		return
+	}
+	q.messages = append(q.messages, &message{id: m.id, body: m.body, md5: m.md5, sent: m.sent, visibleAt: s.clock.now(), redelivered: true})
+	q.wakeLocked()
 }
 
 func (s *Server) queueURL(name string) string {
@@ -578,7 +624,14 @@ func (s *Server) isClosed() bool {
 // visibility timeout under a new receipt handle.
 func (s *Server) receiveLocked(q *queue, now time.Time, limit int, visibility time.Duration, wanted map[string]bool) []receivedMessage {
 	var out []receivedMessage
-	for _, m := range q.messages {
+	order := slices.Clone(q.messages)
+	if q.delivery.Reorder {
+		for i := len(order) - 1; i > 0; i-- {
+			j := int(s.nextRandomLocked() % uint64(i+1))
+			order[i], order[j] = order[j], order[i]
+		}
+	}
+	for _, m := range order {
 		if len(out) == limit {
 			break
 		}
@@ -618,10 +671,11 @@ func receiptHandle(queueName, messageID string, receive int) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(queueName + "/" + messageID + "/" + strconv.Itoa(receive)))
 }
 
-// deleteLocked deletes the message a receipt handle names. A message already
-// gone (deleted, purged, expired) is no error, as in SQS; a handle from an
-// earlier receive of a message received again is.
-func (q *queue) deleteLocked(handle string) *sqsError {
+// deleteLocked deletes the message a receipt handle names, which the
+// queue's Duplicate fault may bring back. A message already gone (deleted,
+// purged, expired) is no error, as in SQS; a handle from an earlier receive
+// of a message received again is.
+func (s *Server) deleteLocked(q *queue, handle string) *sqsError {
 	raw, err := base64.RawURLEncoding.DecodeString(handle)
 	parts := strings.Split(string(raw), "/")
 	if err != nil || len(parts) != 3 || parts[0] != q.name {
@@ -631,10 +685,12 @@ func (q *queue) deleteLocked(handle string) *sqsError {
 	if i < 0 {
 		return nil
 	}
-	if q.messages[i].handle != handle {
+	m := q.messages[i]
+	if m.handle != handle {
 		return &sqsError{"ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", 400, "The receipt handle has expired: the message was received again."}
 	}
 	q.messages = slices.Delete(q.messages, i, i+1)
+	s.redeliverLocked(q, m)
 	return nil
 }
 
@@ -655,7 +711,7 @@ func (s *Server) deleteMessage(_ context.Context, body []byte) (any, *sqsError) 
 	if e != nil {
 		return nil, e
 	}
-	if e := q.deleteLocked(in.ReceiptHandle); e != nil {
+	if e := s.deleteLocked(q, in.ReceiptHandle); e != nil {
 		return nil, e
 	}
 	return struct{}{}, nil
@@ -701,7 +757,7 @@ func (s *Server) deleteMessageBatch(_ context.Context, body []byte) (any, *sqsEr
 	}
 	successful, failures := []map[string]string{}, []failed{}
 	for _, entry := range in.Entries {
-		if e := q.deleteLocked(entry.ReceiptHandle); e != nil {
+		if e := s.deleteLocked(q, entry.ReceiptHandle); e != nil {
 			failures = append(failures, failed{entry.Id, true, e.query, e.message})
 			continue
 		}

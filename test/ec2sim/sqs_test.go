@@ -3,6 +3,7 @@ package ec2sim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -387,5 +388,95 @@ func TestSQSSendRaw(t *testing.T) {
 	got := receive(t, client, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url)})
 	if len(got) != 1 || aws.ToString(got[0].Body) != "{not json" {
 		t.Errorf("received %+v", got)
+	}
+}
+
+// At-least-once delivery: with Duplicate 0.5 every second deleted message
+// comes back once, same id and body, new receipt handle; its redelivery is
+// not redelivered again. Fails when redeliverLocked ignores the share (tried
+// `!q.duplicates.hit()` -> `false`: all three came back) or copies the copy
+// (tried dropping `m.redelivered ||`: the copy came back once more).
+func TestSQSDuplicateDeliveryBringsDeletedMessagesBack(t *testing.T) {
+	e := newEnv(t)
+	client := newSQS(e.sim)
+	url := aws.String(e.sim.CreateQueue("q"))
+	if err := e.sim.SetDeliveryFaults("q", DeliveryFaults{Duplicate: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, body := range []string{"a", "b", "c"} {
+		ids[send(t, client, *url, body)] = body
+	}
+	deliveries := map[string]int{}
+	for range 10 {
+		got := receive(t, client, &sqs.ReceiveMessageInput{QueueUrl: url, MaxNumberOfMessages: 10})
+		if len(got) == 0 {
+			break
+		}
+		for _, m := range got {
+			id := aws.ToString(m.MessageId)
+			if ids[id] != aws.ToString(m.Body) {
+				t.Errorf("message %s came back with body %q, want %q", id, aws.ToString(m.Body), ids[id])
+			}
+			deliveries[id]++
+			if _, err := client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: url, ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	twice := 0
+	for id, n := range deliveries {
+		switch n {
+		case 1:
+		case 2:
+			twice++
+		default:
+			t.Errorf("message %s delivered %d times", id, n)
+		}
+	}
+	// Deletes 1..4 (three originals, one copy): the 2nd and the 4th hit the
+	// share, and the 4th is a copy's, which stays deleted.
+	if len(deliveries) != 3 || twice != 1 {
+		t.Errorf("deliveries %v: want each of 3 messages, one of them twice", deliveries)
+	}
+	if n := len(e.sim.QueueMessages("q")); n != 0 {
+		t.Errorf("%d messages left", n)
+	}
+}
+
+// Best-effort ordering: with Reorder a receive does not always hand out the
+// oldest message first. Fails when receiveLocked ignores Reorder (tried
+// removing the shuffle: every receive took "m0").
+func TestSQSReorderedDelivery(t *testing.T) {
+	e := newEnv(t)
+	client := newSQS(e.sim)
+	url := aws.String(e.sim.CreateQueue("q"))
+	if err := e.sim.SetDeliveryFaults("q", DeliveryFaults{Reorder: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		send(t, client, *url, fmt.Sprintf("m%d", i))
+	}
+	firsts := map[string]bool{}
+	// firstOfAll receives one message and lets it become visible again.
+	firstOfAll := func() string {
+		got := receive(t, client, &sqs.ReceiveMessageInput{QueueUrl: url})
+		if len(got) != 1 {
+			t.Fatalf("received %d messages, want 1", len(got))
+		}
+		e.sim.Advance(31 * time.Second)
+		return aws.ToString(got[0].Body)
+	}
+	for range 8 {
+		firsts[firstOfAll()] = true
+	}
+	if len(firsts) < 2 {
+		t.Errorf("8 receives of a reordering queue all took %v first", firsts)
+	}
+	e.sim.Heal()
+	for range 3 {
+		if got := firstOfAll(); got != "m0" {
+			t.Errorf("after Heal a receive took %q, want the oldest, m0", got)
+		}
 	}
 }

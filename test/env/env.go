@@ -3,7 +3,9 @@
 // EC2 simulator with the ap-northeast-2 scenario (test/ec2sim), the bridge
 // that turns running simulated instances into Nodes, and the nodewright
 // operator itself, in process, with its real AWS provider pointed at the
-// simulator. The end-to-end tests and `make demo` both start it.
+// simulator. The end-to-end tests and `make demo` both start it; the chaos
+// suite runs the same operator wiring (Controller) in child processes it can
+// kill.
 package env
 
 import (
@@ -14,9 +16,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodewright/nodewright/pkg/controllers/disruption"
-
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
 
 	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/operator"
@@ -48,6 +51,53 @@ type Options struct {
 	InterruptionQueue string
 	// FeatureGates overrides gates ("Name=false"); default the defaults.
 	FeatureGates string
+	// ExternalController leaves nodewright out of the process: the caller
+	// runs Env.Controller itself, e.g. as replicas it can kill.
+	ExternalController bool
+}
+
+// Controller is nodewright as the environment runs it: the operator's
+// options that point it at the simulator and the control plane. It is plain
+// data, so a child process can be given it and Build the same operator.
+type Controller struct {
+	AWSEndpoint       string
+	ClusterEndpoint   string
+	InterruptionQueue string
+	FeatureGates      string
+	BatchIdle         time.Duration
+	BatchMax          time.Duration
+	// LeaderElection makes replicas contend for the Lease in
+	// LeaderElectionNamespace, as in production; off in process.
+	LeaderElection          bool
+	LeaderElectionNamespace string
+}
+
+// Build builds the operator with its AWS provider and every controller
+// registered, logging JSON to logs; the caller runs it.
+func (c Controller) Build(ctx context.Context, cfg *rest.Config, logs io.Writer) (*operator.Operator, error) {
+	gates, err := operator.ParseFeatureGates(c.FeatureGates)
+	if err != nil {
+		return nil, err
+	}
+	op, err := operator.New(cfg, operator.Options{
+		ClusterName: ClusterName, MetricsAddr: "0", HealthProbeAddr: "0",
+		LeaderElection: c.LeaderElection, LeaderElectionNamespace: c.LeaderElectionNamespace,
+		BatchIdleDuration: c.BatchIdle, BatchMaxDuration: c.BatchMax, LogLevel: "info", LogWriter: logs,
+		Region: Region, AWSEndpoint: c.AWSEndpoint, ClusterEndpoint: c.ClusterEndpoint, ClusterCIDR: "10.100.0.0/16",
+		VMMemoryOverheadPercent: catalog.DefaultVMMemoryOverheadPercent, ConsolidationMinSavings: disruption.DefaultMinSavings,
+		InterruptionQueue: c.InterruptionQueue, FeatureGates: gates,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cloud, err := op.AWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := op.RegisterControllers(ctx, cloud); err != nil {
+		return nil, err
+	}
+	return op, nil
 }
 
 // Env is a running environment.
@@ -55,6 +105,9 @@ type Env struct {
 	CP     *harness.ControlPlane
 	Sim    *ec2sim.Server
 	Bridge *ec2sim.NodeBridge
+	// Controller is how nodewright runs here: in process unless
+	// Options.ExternalController.
+	Controller Controller
 
 	cancel context.CancelFunc
 	done   chan error
@@ -93,29 +146,20 @@ func Start(ctx context.Context, cp *harness.ControlPlane, opts Options) (*Env, e
 	if max == 0 {
 		max = 10 * time.Second
 	}
-	gates, err := operator.ParseFeatureGates(opts.FeatureGates)
-	if err != nil {
-		return fail(err)
-	}
 	if q := opts.InterruptionQueue; q != "" {
 		sim.CreateQueue(q)
 		sim.RouteEventsTo(q)
 	}
-	op, err := operator.New(cp.Config, operator.Options{
-		ClusterName: ClusterName, MetricsAddr: "0", HealthProbeAddr: "0", LeaderElection: false,
-		BatchIdleDuration: idle, BatchMaxDuration: max, LogLevel: "info", LogWriter: logs,
-		Region: Region, AWSEndpoint: sim.URL, ClusterEndpoint: cp.Config.Host, ClusterCIDR: "10.100.0.0/16",
-		VMMemoryOverheadPercent: catalog.DefaultVMMemoryOverheadPercent, ConsolidationMinSavings: disruption.DefaultMinSavings,
-		InterruptionQueue: opts.InterruptionQueue, FeatureGates: gates,
-	})
-	if err != nil {
-		return fail(err)
+	e.Controller = Controller{
+		AWSEndpoint: sim.URL, ClusterEndpoint: cp.Config.Host, InterruptionQueue: opts.InterruptionQueue,
+		FeatureGates: opts.FeatureGates, BatchIdle: idle, BatchMax: max,
 	}
-	cloud, err := op.AWS(ctx)
-	if err != nil {
-		return fail(err)
+	if opts.ExternalController {
+		close(e.done)
+		return e, nil
 	}
-	if err := op.RegisterControllers(ctx, cloud); err != nil {
+	op, err := e.Controller.Build(ctx, cp.Config, logs)
+	if err != nil {
 		return fail(err)
 	}
 	go func() { e.done <- op.Run(runCtx) }()
@@ -128,7 +172,7 @@ func (e *Env) Stop() error {
 	e.Bridge.Stop()
 	var errs []error
 	select {
-	case err := <-e.done:
+	case err := <-e.done: // closed at once when the controller is external
 		errs = append(errs, err)
 	case <-time.After(30 * time.Second):
 		errs = append(errs, fmt.Errorf("nodewright did not stop within 30s"))
