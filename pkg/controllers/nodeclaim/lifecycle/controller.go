@@ -69,6 +69,18 @@ type Controller struct {
 
 // Reconcile advances one NodeClaim.
 func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	res, err := c.reconcile(ctx, req)
+	if apierrors.IsConflict(err) {
+		// Another writer (the kubelet, the drift or pod-events controller)
+		// changed the claim or node since the cache saw it: expected, not an
+		// error; look again with the new version.
+		log.FromContext(ctx).V(1).Info("conflict, retrying", "nodeclaim", req.Name, "error", err.Error())
+		return ctrl.Result{Requeue: true}, nil
+	}
+	return res, err
+}
+
+func (c *Controller) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	nc := &v1.NodeClaim{}
 	if err := c.Kube.Get(ctx, req.NamespacedName, nc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
