@@ -55,7 +55,7 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 		return nil, fmt.Errorf("building a discovery client: %w", err)
 	}
 	versions := &serverVersion{read: dc.ServerVersion, ttl: versionTTL, now: time.Now}
-	version, err := versions.KubernetesVersion(context.Background())
+	version, err := versions.first(ctx, startupBackoff)
 	if err != nil {
 		return nil, fmt.Errorf("reading the Kubernetes version: %w", err)
 	}

@@ -2,10 +2,12 @@ package operator
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/version"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 )
@@ -51,6 +53,33 @@ func (s *serverVersion) KubernetesVersion(ctx context.Context) (string, error) {
 	}
 	s.at = s.now()
 	return s.last, nil
+}
+
+// startupBackoff is how long a replica starting while the API server is
+// down waits for it (1 s doubling to 30 s, about 3.5 min in all) before it
+// gives up and exits.
+var startupBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Steps: 10, Cap: 30 * time.Second}
+
+// first reads the version at start, retrying with backoff: a replica
+// restarted while the API server is down (an upgrade, a restart) would
+// otherwise crash-loop until it is back.
+func (s *serverVersion) first(ctx context.Context, backoff wait.Backoff) (string, error) {
+	var version string
+	var last error
+	err := wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+		v, err := s.KubernetesVersion(ctx)
+		if err != nil {
+			last = err
+			log.FromContext(ctx).Info("reading the Kubernetes version failed; retrying", "error", err.Error())
+			return false, nil
+		}
+		version = v
+		return true, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("%w (last error: %v)", err, last)
+	}
+	return version, nil
 }
 
 // minorVersion is "major.minor"; EKS reports minors like "37+", the AMI

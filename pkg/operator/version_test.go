@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +55,30 @@ func TestServerVersionIsReadAgainAfterItsTTL(t *testing.T) {
 	empty := &serverVersion{ttl: versionTTL, now: time.Now, read: func() (*version.Info, error) { return nil, errors.New("down") }}
 	if _, err := empty.KubernetesVersion(ctx); err == nil {
 		t.Error("no version ever read and the read fails: want an error")
+	}
+}
+
+// A replica starting while the API server is down waits for it instead of
+// exiting at once (both replicas crash-looped through the chaos suite's API
+// server restart). Fails when first does not retry (tried: Steps 1).
+func TestFirstVersionWaitsForTheAPIServer(t *testing.T) {
+	calls := 0
+	s := &serverVersion{ttl: versionTTL, now: time.Now, read: func() (*version.Info, error) {
+		calls++
+		if calls < 3 {
+			return nil, errors.New("connection refused")
+		}
+		return &version.Info{Major: "1", Minor: "37"}, nil
+	}}
+	backoff := startupBackoff
+	backoff.Duration, backoff.Cap = time.Millisecond, 10*time.Millisecond
+	v, err := s.first(context.Background(), backoff)
+	if err != nil || v != "1.37" {
+		t.Errorf("after two refused reads: %q, %v; want 1.37", v, err)
+	}
+	backoff.Steps = 2
+	down := &serverVersion{ttl: versionTTL, now: time.Now, read: func() (*version.Info, error) { return nil, errors.New("connection refused") }}
+	if _, err := down.first(context.Background(), backoff); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("an API server that stays down: %v, want an error naming the last failure", err)
 	}
 }
