@@ -123,8 +123,11 @@ func (r *NodeClassResolver) ensureInstanceProfile(ctx context.Context, nc *awsv1
 			name, nc.Spec.Role, awsv1.TagClusterPrefix, r.opts.ClusterName, awsv1.TagEC2NodeClass, nc.Name)}
 	}
 	have := lo.SliceToMap(profile.Tags, func(t iamtypes.Tag) (string, string) { return aws.ToString(t.Key), aws.ToString(t.Value) })
+	// All the tags, not only the missing ones: the chart's IAM policy allows
+	// tagging only with the cluster's, the class's and the region's tags in
+	// the request, as Karpenter's does.
 	if missing := lo.OmitBy(tags, func(k, v string) bool { return have[k] == v }); len(missing) > 0 {
-		if _, err := r.iam.TagInstanceProfile(ctx, &iam.TagInstanceProfileInput{InstanceProfileName: aws.String(name), Tags: iamTags(missing)}); err != nil {
+		if _, err := r.iam.TagInstanceProfile(ctx, &iam.TagInstanceProfileInput{InstanceProfileName: aws.String(name), Tags: iamTags(tags)}); err != nil {
 			return name, fmt.Errorf("tagging instance profile %s: %w", name, err)
 		}
 	}
