@@ -141,6 +141,10 @@ func (s *Server) startAudit(w http.ResponseWriter, r *http.Request, body []byte)
 		// an explicit deny, so it has no check.
 		form, _ := url.ParseQuery(string(body))
 		call.Action = "sts:" + form.Get("Action")
+	case isIAM(r):
+		form, _ := url.ParseQuery(string(body))
+		call.Action = "iam:" + form.Get("Action")
+		a.iam(form.Get("Action"), params(form))
 	default:
 		form, _ := url.ParseQuery(string(body))
 		call.Action = "ec2:" + form.Get("Action")
@@ -352,8 +356,8 @@ func (a *authz) createFleet(p params) {
 	}
 }
 
-// passRole adds the iam:PassRole of the template's instance profile's role,
-// which the scenario's instanceProfiles names.
+// passRole adds the iam:PassRole of the template's instance profile's role:
+// the scenario's instanceProfiles and those created through IAM.
 func (a *authz) passRole(lt *LaunchTemplate) {
 	s := a.s
 	profile := orDefault(lt.Data.IAMInstanceProfile.Name, lt.Data.IAMInstanceProfile.ARN)
@@ -364,14 +368,14 @@ func (a *authz) passRole(lt *LaunchTemplate) {
 		profile = profile[i+len("instance-profile/"):]
 	}
 	context := map[string]string{"iam:PassedToService": "ec2.amazonaws.com"}
-	role, ok := s.scenario.InstanceProfiles[profile]
-	if !ok {
-		c := newCheck("iam:PassRole", fmt.Sprintf("arn:aws:iam::%s:role/*", s.scenario.AccountID), nil, nil, context)
-		c.Note = fmt.Sprintf("instance profile %q has no role in the scenario's instanceProfiles", profile)
+	ip, ok := s.profiles[profile]
+	if !ok || ip.role == "" {
+		c := newCheck("iam:PassRole", s.roleARN("*"), nil, nil, context)
+		c.Note = fmt.Sprintf("instance profile %q does not exist or has no role", profile)
 		a.add(c)
 		return
 	}
-	a.add(newCheck("iam:PassRole", fmt.Sprintf("arn:aws:iam::%s:role/%s", s.scenario.AccountID, role), nil, nil, context))
+	a.add(newCheck("iam:PassRole", s.roleARN(ip.role), nil, nil, context))
 }
 
 // ssmGetParameter adds the check of reading a parameter. Public parameters

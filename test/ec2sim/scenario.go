@@ -22,6 +22,10 @@ type Scenario struct {
 	// with the name of its role (what launching with it passes, for the
 	// audit log's iam:PassRole).
 	InstanceProfiles map[string]string `json:"instanceProfiles"`
+	// Roles are IAM roles of the account besides those of InstanceProfiles:
+	// what an EC2NodeClass's spec.role may name for nodewright to add to the
+	// instance profile it creates.
+	Roles []string `json:"roles"`
 }
 
 // Zone is an availability zone: its name in this account and its id.

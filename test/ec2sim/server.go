@@ -64,6 +64,10 @@ type Server struct {
 	// it: see audit.go.
 	audit []Call
 
+	// IAM: see iam.go.
+	roles    map[string]time.Time        // the scenario's roles, by name, with their creation time
+	profiles map[string]*instanceProfile // by name
+
 	// SQS and the EventBridge feed: see sqs.go and events.go.
 	queues     map[string]*queue // by name
 	eventQueue string            // where events go; "" drops them
@@ -115,6 +119,7 @@ func Start(scenario *Scenario, snapshot *catalog.Snapshot) (*Server, error) {
 	for _, t := range s.regionTypes() {
 		s.types[t.Name] = t
 	}
+	s.seedIAM()
 	for name, value := range scenario.SSMParameters {
 		s.params[name] = parameter{value: value, version: 1, modified: s.clock.now()}
 	}
@@ -203,7 +208,7 @@ func (s *Server) Calls(action string) int {
 	return s.calls[action]
 }
 
-// ServeHTTP dispatches EC2 and STS Query requests by Action and Pricing, SSM
+// ServeHTTP dispatches EC2, STS and IAM Query requests by Action and Pricing, SSM
 // and SQS requests by X-Amz-Target, recording each in the audit log.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
@@ -226,6 +231,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if isSTS(r) {
 		s.serveSTS(w, form)
+		return
+	}
+	if isIAM(r) {
+		s.serveIAM(w, form)
 		return
 	}
 	action := form.Get("Action")

@@ -72,12 +72,18 @@ func (s *Server) serveSTS(w http.ResponseWriter, form url.Values) {
 
 // stsError writes the Query protocol's error envelope as STS does.
 func (s *Server) stsError(w http.ResponseWriter, code string, status int, message string) {
+	s.queryError(w, "https://sts.amazonaws.com/doc/"+stsVersion+"/", code, status, message)
+}
+
+// queryError writes the error envelope STS and IAM share (the Query
+// protocol's awsquery form, not EC2's): ErrorResponse > Error with a type.
+func (s *Server) queryError(w http.ResponseWriter, xmlns, code string, status int, message string) {
 	noteError(w, code)
 	typ := "Sender"
 	if status >= 500 {
 		typ = "Receiver"
 	}
-	type stsErr struct {
+	type queryErr struct {
 		Type    string `xml:"Type"`
 		Code    string `xml:"Code"`
 		Message string `xml:"Message"`
@@ -85,10 +91,10 @@ func (s *Server) stsError(w http.ResponseWriter, code string, status int, messag
 	type envelope struct {
 		XMLName   xml.Name `xml:"ErrorResponse"`
 		Xmlns     string   `xml:"xmlns,attr"`
-		Error     stsErr   `xml:"Error"`
+		Error     queryErr `xml:"Error"`
 		RequestID string   `xml:"RequestId"`
 	}
-	body, _ := xml.Marshal(envelope{Xmlns: "https://sts.amazonaws.com/doc/" + stsVersion + "/", Error: stsErr{typ, code, message}, RequestID: s.requestID()})
+	body, _ := xml.Marshal(envelope{Xmlns: xmlns, Error: queryErr{typ, code, message}, RequestID: s.requestID()})
 	w.Header().Set("Content-Type", "text/xml")
 	w.WriteHeader(status)
 	_, _ = w.Write(append([]byte(xml.Header), body...))

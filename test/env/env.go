@@ -187,6 +187,7 @@ func (e *Env) IAMPolicyVars() iam.Vars {
 	return iam.Vars{
 		"CLUSTER_NAME": ClusterName, "AWS_ACCOUNT_ID": sc.AccountID,
 		"NODE_ROLE_NAME": sc.InstanceProfiles[NodeInstanceProfile], "INTERRUPTION_QUEUE": e.queue,
+		"AWS_REGION": sc.Region,
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 // spot request.
 var policyBefore = filepath.Join("testdata", "iam-policy-before-issue-11.json")
 
-var vars = Vars{"CLUSTER_NAME": "my-cluster", "AWS_ACCOUNT_ID": "111122223333", "NODE_ROLE_NAME": "KarpenterNodeRole", "INTERRUPTION_QUEUE": "my-cluster-interruptions"}
+var vars = Vars{"CLUSTER_NAME": "my-cluster", "AWS_ACCOUNT_ID": "111122223333", "NODE_ROLE_NAME": "KarpenterNodeRole", "INTERRUPTION_QUEUE": "my-cluster-interruptions", "AWS_REGION": "ap-northeast-2"}
 
 func tags(kv ...string) []ec2types.Tag {
 	var out []ec2types.Tag

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -52,6 +53,9 @@ type Clients struct {
 	// needs no permission), so the interruption queue can ignore other
 	// accounts' events.
 	STS *sts.Client
+	// IAM creates and deletes the instance profiles of EC2NodeClasses that
+	// name a role.
+	IAM *iam.Client
 }
 
 // NewClients loads the AWS configuration and builds the clients.
@@ -97,5 +101,6 @@ func NewClients(ctx context.Context, o ClientOptions) (*Clients, error) {
 		SSM: ssm.NewFromConfig(cfg, func(opts *ssm.Options) { endpoint(&opts.BaseEndpoint) }),
 		SQS: sqs.NewFromConfig(cfg, func(opts *sqs.Options) { endpoint(&opts.BaseEndpoint) }),
 		STS: sts.NewFromConfig(cfg, func(opts *sts.Options) { endpoint(&opts.BaseEndpoint) }),
+		IAM: iam.NewFromConfig(cfg, func(opts *iam.Options) { endpoint(&opts.BaseEndpoint) }),
 	}, nil
 }

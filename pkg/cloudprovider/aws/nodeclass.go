@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"strings"
 
@@ -34,6 +33,9 @@ const (
 	ReasonInvalidSpec            = "InvalidSpec"
 	ReasonResolutionFailed       = "ResolutionFailed"
 	ReasonUnhealthyDependents    = "UnhealthyDependents"
+	// ReasonInstanceProfileNotReady: spec.role names a role IAM does not
+	// have, or the profile nodewright would make is someone else's.
+	ReasonInstanceProfileNotReady = "InstanceProfileNotReady"
 )
 
 // readinessConditions are the conditions Ready summarizes, in message order.
@@ -61,17 +63,18 @@ type ssmAPI interface {
 type NodeClassResolver struct {
 	ec2  nodeClassEC2API
 	ssm  ssmAPI
+	iam  iamAPI
 	opts Options
 }
 
-// NewNodeClassResolver builds a resolver from the EC2 and SSM clients; opts
+// NewNodeClassResolver builds a resolver from the EC2, SSM and IAM clients; opts
 // must pass the same validation as the cloud provider's.
 func NewNodeClassResolver(clients *Clients, opts Options) (*NodeClassResolver, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	return &NodeClassResolver{ec2: clients.EC2, ssm: clients.SSM, opts: opts}, nil
+	return &NodeClassResolver{ec2: clients.EC2, ssm: clients.SSM, iam: clients.IAM, opts: opts}, nil
 }
 
 // Resolve returns nc's status as EC2 and SSM answer now: subnets, security
@@ -121,9 +124,15 @@ func (r *NodeClassResolver) Resolve(ctx context.Context, nc *awsv1.EC2NodeClass)
 		set(awsv1.ConditionTypeAMIsReady, len(amis) > 0, ReasonAMINotFound, selectionMessage("AMI", len(amis), unmatched))
 	}
 
-	profile, message := instanceProfile(r.opts, nc)
-	status.InstanceProfile = profile
-	set(awsv1.ConditionTypeInstanceProfileReady, profile != "", ReasonInvalidSpec, message)
+	switch profile, err := r.instanceProfile(ctx, nc); {
+	case errors.As(err, new(*profileProblem)):
+		set(awsv1.ConditionTypeInstanceProfileReady, false, ReasonInstanceProfileNotReady, err.Error())
+	case err != nil:
+		failed(awsv1.ConditionTypeInstanceProfileReady, err)
+	default:
+		status.InstanceProfile = profile
+		set(awsv1.ConditionTypeInstanceProfileReady, true, "", "")
+	}
 
 	problems := r.validate(nc)
 	set(awsv1.ConditionTypeValidationSucceeded, len(problems) == 0, ReasonInvalidSpec, strings.Join(problems, "; "))
@@ -327,29 +336,21 @@ func (r *NodeClassResolver) securityGroups(ctx context.Context, nc *awsv1.EC2Nod
 	return out, unmatched, nil
 }
 
-// instanceProfile returns the instance profile nodes of nc launch with, and a
-// message when there is none. With spec.role the name is derived from the
-// cluster, region and node class, as Karpenter derives it, so it is stable
-// across restarts and role changes. Creating that profile in IAM (and adding
-// the role to it) is not implemented yet: until it is, the profile must exist,
-// and the condition's message says so.
-func instanceProfile(o Options, nc *awsv1.EC2NodeClass) (string, string) {
+// instanceProfile returns the instance profile nodes of nc launch with:
+// spec.instanceProfile as given, or the one made for spec.role (see
+// ensureInstanceProfile). A *profileProblem is for the user to fix.
+func (r *NodeClassResolver) instanceProfile(ctx context.Context, nc *awsv1.EC2NodeClass) (string, error) {
 	if p := nc.Spec.InstanceProfile; p != nil && *p != "" {
-		return *p, ""
+		return *p, nil
 	}
 	if nc.Spec.Role == "" {
-		return "", "neither spec.role nor spec.instanceProfile is set"
+		return "", &profileProblem{"neither spec.role nor spec.instanceProfile is set"}
 	}
-	name := InstanceProfileName(o.ClusterName, o.Region, nc.Name)
-	return name, fmt.Sprintf("instance profile %s is derived for role %s; nodewright does not create it in IAM yet, so it must exist with that role", name, nc.Spec.Role)
-}
-
-// InstanceProfileName is the instance profile nodewright uses for a node
-// class that names a role: "<cluster>_<hash of region and node class>".
-func InstanceProfileName(cluster, region, nodeClass string) string {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(region + "/" + nodeClass))
-	return fmt.Sprintf("%s_%d", cluster, h.Sum64())
+	name, err := r.ensureInstanceProfile(ctx, nc)
+	if err != nil && !errors.As(err, new(*profileProblem)) {
+		return "", fmt.Errorf("instance profile for spec.role %s: %w", nc.Spec.Role, err)
+	}
+	return name, err
 }
 
 // validate lists what in nc's spec the provider cannot launch with.

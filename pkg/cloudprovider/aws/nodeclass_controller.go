@@ -46,8 +46,8 @@ type LaunchTemplateDeleter interface {
 // NodeClassReconciler keeps every EC2NodeClass's status (subnets, security
 // groups, AMIs, instance profile, conditions) resolved, on each spec change
 // and every Interval. It holds each with the TerminationFinalizer: a deleted
-// node class goes once no NodeClaim uses it and its launch templates are
-// deleted.
+// node class goes once no NodeClaim uses it and its launch templates and the
+// instance profile made for its spec.role are deleted.
 type NodeClassReconciler struct {
 	Client   client.Client
 	Resolver *NodeClassResolver
@@ -102,7 +102,7 @@ func (r *NodeClassReconciler) interval() time.Duration {
 }
 
 // finalize lets a deleted node class go once no NodeClaim uses it and its
-// launch templates are deleted. Until then its Ready condition names the
+// launch templates and instance profile are deleted. Until then its Ready condition names the
 // NodeClaims it waits for; the deletion of each requeues it (see
 // SetupWithManager). The provider launches nothing more from a deleted node
 // class.
@@ -123,12 +123,17 @@ func (r *NodeClassReconciler) finalize(ctx context.Context, nc *awsv1.EC2NodeCla
 	if err := r.LaunchTemplates.DeleteLaunchTemplates(ctx, nc.Name); err != nil {
 		return reconcile.Result{}, err
 	}
+	// After the instances: IAM refuses nothing here, but an instance still
+	// running with the profile would lose its credentials.
+	if err := r.Resolver.DeleteInstanceProfile(ctx, nc); err != nil {
+		return reconcile.Result{}, fmt.Errorf("deleting the instance profile of EC2NodeClass %s: %w", nc.Name, err)
+	}
 	before := nc.DeepCopy()
 	controllerutil.RemoveFinalizer(nc, awsv1.TerminationFinalizer)
 	if err := r.Client.Patch(ctx, nc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("removing the finalizer of EC2NodeClass %s: %w", nc.Name, err))
 	}
-	log.FromContext(ctx).Info("deleted the launch templates of the deleted EC2NodeClass; releasing it")
+	log.FromContext(ctx).Info("deleted the launch templates and instance profile of the deleted EC2NodeClass; releasing it")
 	return reconcile.Result{}, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -174,29 +173,6 @@ func TestAMITerms(t *testing.T) {
 	status, _ = e.resolver(t).Resolve(context.Background(), nc)
 	if len(status.AMIs) != 2 || status.AMIs[0].ID != "ami-0a2023000000000b1" || status.AMIs[1].ID != "ami-0a2023000000000a0" {
 		t.Errorf("id terms = %+v, want both, newest first", status.AMIs)
-	}
-}
-
-// TestRoleDerivesInstanceProfile: with spec.role the instance profile name is
-// derived, stable, and the condition says it is not created in IAM.
-func TestRoleDerivesInstanceProfile(t *testing.T) {
-	e := newEnv(t)
-	nc := seedNodeClass(t)
-	nc.Spec.InstanceProfile = nil
-	nc.Spec.Role = "KarpenterNodeRole-my-cluster"
-	status, err := e.resolver(t).Resolve(context.Background(), nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !regexp.MustCompile(`^my-cluster_[0-9]+$`).MatchString(status.InstanceProfile) {
-		t.Errorf("instance profile = %q, want my-cluster_<hash>", status.InstanceProfile)
-	}
-	if status.InstanceProfile != InstanceProfileName("my-cluster", region, "default") || status.InstanceProfile == InstanceProfileName("my-cluster", region, "other") {
-		t.Error("the derived name is not a function of the cluster, region and node class")
-	}
-	c := meta.FindStatusCondition(status.Conditions, awsv1.ConditionTypeInstanceProfileReady)
-	if c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "does not create it in IAM") || !strings.Contains(c.Message, "KarpenterNodeRole-my-cluster") {
-		t.Errorf("InstanceProfileReady = %+v", c)
 	}
 }
 
