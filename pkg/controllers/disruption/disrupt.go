@@ -3,6 +3,7 @@ package disruption
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -107,6 +108,15 @@ func hasten(ctx context.Context, kube client.Client, nc *v1.NodeClaim, reason st
 		return Unchanged, fmt.Errorf("moving the drain of nodeclaim %s earlier for %s: %w", nc.Name, reason, err)
 	}
 	return Hastened, nil
+}
+
+// CloudDriven reports whether the claim is being deleted because its
+// instance is going whatever nodewright does (a spot interruption, a
+// scheduled retirement, an instance stopping or terminated): its drain
+// races the instance and must not slow down.
+func CloudDriven(nc *v1.NodeClaim) bool {
+	reason := nc.Annotations[DisruptionReasonAnnotation]
+	return reason == "spot_interrupted" || reason == "scheduled_change" || strings.HasPrefix(reason, "instance_")
 }
 
 // DrainBy reads a claim's DrainByAnnotation; ok is false when it has none

@@ -129,7 +129,11 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// Its pods cannot finish terminating without a kubelet; they are
 	// cleaned up once the Node object goes.
 	drain := node != nil && !terminating
-	if drain && nc.Status.ProviderID != "" && c.now().Sub(st.checked) >= instanceCheckEvery {
+	// A claim whose instance the cloud is taking (a spot interruption) races
+	// it: its instance is looked at on every pass (the provider batches the
+	// reads), so a reclaimed node stops holding its pods at once.
+	urgent := disruption.CloudDriven(nc)
+	if drain && nc.Status.ProviderID != "" && (urgent || c.now().Sub(st.checked) >= instanceCheckEvery) {
 		if _, err := c.Cloud.Get(ctx, nc.Status.ProviderID); cloudprovider.IsNotFound(err) {
 			logger.Info("instance gone, skipping the drain", "providerID", nc.Status.ProviderID)
 			drain = false
@@ -153,6 +157,11 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		deadline, bounded := c.deadline(nc)
 		if pass.left > 0 && (!bounded || c.now().Before(deadline)) {
 			wait := st.backoff(pass.left)
+			if urgent {
+				// No back-off: a PDB that allows an eviction again must be
+				// used before the instance goes.
+				wait = minRequeue
+			}
 			if pass.next > 0 {
 				wait = min(wait, pass.next)
 			}

@@ -25,6 +25,7 @@ import (
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 	"github.com/nodewright/nodewright/pkg/controllers"
+	"github.com/nodewright/nodewright/pkg/controllers/disruption"
 	"github.com/nodewright/nodewright/test/harness"
 )
 
@@ -447,5 +448,34 @@ func TestUnprocessedBudgetDoesNotStallTheDrain(t *testing.T) {
 	}
 	if n := f.rec.count("EvictionBlocked"); n != 2 {
 		t.Errorf("%d EvictionBlocked events, want 2 (claim and pod)", n)
+	}
+}
+
+// A claim whose instance the cloud is reclaiming (a spot interruption)
+// does not back off and looks at its instance on every pass: the drain
+// races the instance, and a reclaimed node must stop holding its pods at
+// once (the chaos suite saw pods bound to reclaimed instances with the
+// back-off). Fails without the urgent case (tried: urgent false).
+func TestInterruptedClaimDoesNotBackOff(t *testing.T) {
+	f := deletedClaim(t, 0, pod("web", 30, map[string]string{"app": "web"}, nil))
+	blockingPDB(t, f.ns, 1)
+	patch := []byte(`{"metadata":{"annotations":{"` + disruption.DisruptionReasonAnnotation + `":"spot_interrupted"}}}`)
+	if err := cp.Client.Patch(context.Background(), f.nc, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		t.Fatal(err)
+	}
+	cp.Eventually(t, 10*time.Second, "the cache to see the reason", func(ctx context.Context) (bool, error) {
+		nc := &v1.NodeClaim{}
+		err := kube.Get(ctx, client.ObjectKeyFromObject(f.nc), nc)
+		return err == nil && disruption.CloudDriven(nc), err
+	})
+	at := time.Second
+	for range 4 {
+		if d := f.at(at); d != minRequeue {
+			t.Fatalf("requeue of an interrupted claim's blocked drain: %s, want %s", d, minRequeue)
+		}
+		at += minRequeue
+	}
+	if gets, _ := f.cloud.calls(); gets != 4 {
+		t.Errorf("instance described %d times over 4 passes, want every pass", gets)
 	}
 }
