@@ -109,7 +109,9 @@ func bottlerocketKubeletProblems(k awsv1.KubeletConfiguration) []string {
 }
 
 // bottlerocketSettings parses the user's Bottlerocket user data, which must be
-// TOML; "" is an empty document. Errors name spec.userData.
+// TOML whose settings, settings.kubernetes and its node-labels and
+// node-taints, when given, are tables; "" is an empty document. Errors name
+// spec.userData.
 func bottlerocketSettings(userData string) (map[string]any, error) {
 	doc := map[string]any{}
 	if err := toml.Unmarshal([]byte(userData), &doc); err != nil {
@@ -119,8 +121,18 @@ func bottlerocketSettings(userData string) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spec.userData: %w", err)
 	}
-	if _, err := table(settings, "kubernetes"); err != nil {
+	k8s, err := table(settings, "kubernetes")
+	if err != nil {
 		return nil, fmt.Errorf("spec.userData: settings.%w", err)
+	}
+	// Tables nodewright merges into: checked here, so validation refuses
+	// them before any launch does.
+	for _, key := range []string{"node-labels", "node-taints"} {
+		if v, set := k8s[key]; set {
+			if _, ok := v.(map[string]any); !ok {
+				return nil, fmt.Errorf("spec.userData: settings.kubernetes.%s is a %T, want a table", key, v)
+			}
+		}
 	}
 	return doc, nil
 }

@@ -153,14 +153,18 @@ enabled = true
 // TestBottlerocketUserDataRefusesInvalidTOML: user data that is not TOML, or
 // whose settings are not tables, is refused naming spec.userData, both when
 // the launch template is written and by the node class's validation (so the
-// class is not Ready). Mutation tried: dropping the check in validate (the
-// class with bad TOML validated).
+// class is not Ready). Mutations tried: dropping the check in validate (the
+// class with bad TOML validated), dropping the node-labels/node-taints
+// check from bottlerocketSettings (validation passed them; only the launch
+// failed).
 func TestBottlerocketUserDataRefusesInvalidTOML(t *testing.T) {
 	for _, userData := range []string{
 		"#!/bin/bash\necho hello\n",
 		"[settings.kubernetes\nmax-pods = 3\n",
 		"settings = 3\n",
 		"[settings]\nkubernetes = \"x\"\n",
+		"[settings.kubernetes]\nnode-labels = \"team=data\"\n",
+		"[settings.kubernetes]\nnode-taints = [\"dedicated=batch:NoSchedule\"]\n",
 	} {
 		_, err := bottlerocketUserData(testOptions, bottlerocketBootstrap(nil, userData))
 		if err == nil || !strings.Contains(err.Error(), "spec.userData") {
