@@ -17,6 +17,7 @@ import (
 	"github.com/aws/smithy-go"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
@@ -93,7 +94,8 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 		}
 	case amiFamilyBottlerocket:
 		var err error
-		userData, err = bottlerocketUserData(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData)})
+		userData, err = bottlerocketUserData(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData),
+			InstanceStoreRAID0: ptr.Deref(nc.Spec.InstanceStorePolicy, "") == awsv1.InstanceStorePolicyRAID0})
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("EC2NodeClass %s user data: %w", nc.Name, err)
 		}

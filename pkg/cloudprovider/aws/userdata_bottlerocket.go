@@ -109,8 +109,8 @@ func bottlerocketKubeletProblems(k awsv1.KubeletConfiguration) []string {
 }
 
 // bottlerocketSettings parses the user's Bottlerocket user data, which must be
-// TOML whose settings, settings.kubernetes and its node-labels and
-// node-taints, when given, are tables; "" is an empty document. Errors name
+// TOML whose settings, settings.bootstrap-commands, settings.kubernetes and
+// its node-labels and node-taints, when given, are tables; "" is an empty document. Errors name
 // spec.userData.
 func bottlerocketSettings(userData string) (map[string]any, error) {
 	doc := map[string]any{}
@@ -120,6 +120,11 @@ func bottlerocketSettings(userData string) (map[string]any, error) {
 	settings, err := table(doc, "settings")
 	if err != nil {
 		return nil, fmt.Errorf("spec.userData: %w", err)
+	}
+	if v, set := settings["bootstrap-commands"]; set {
+		if _, ok := v.(map[string]any); !ok {
+			return nil, fmt.Errorf("spec.userData: settings.bootstrap-commands is a %T, want a table", v)
+		}
 	}
 	k8s, err := table(settings, "kubernetes")
 	if err != nil {
@@ -151,6 +156,13 @@ func table(doc map[string]any, key string) (map[string]any, error) {
 	}
 }
 
+// raid0Command is the Bottlerocket bootstrap command (Karpenter's name) that
+// builds the instance store into one array and binds the kubelet's,
+// containerd's and pod logs' directories onto it, for instanceStorePolicy
+// RAID0. Essential: a node without the disk its allocatable counts on must
+// not join.
+const raid0Command = "000-mount-instance-storage"
+
 // bottlerocketUserData writes Bottlerocket's TOML user data: the user's
 // settings from spec.userData, with the ones nodewright needs set over them,
 // as Karpenter documents: the cluster (name, API server, CA, DNS address),
@@ -158,7 +170,8 @@ func table(doc map[string]any, key string) (map[string]any, error) {
 // winning a key both set) and taints (ours replacing the user's of a key
 // both set). The cluster DNS address is the user's when they set one, else
 // spec.kubelet.clusterDNS, else the tenth address of the service CIDR, as
-// nodeadm derives it. The output is canonical (keys sorted), so the same
+// nodeadm derives it. With instanceStorePolicy RAID0 a bootstrap command
+// builds the instance store array (see raid0Command). The output is canonical (keys sorted), so the same
 // inputs give the same launch template.
 func bottlerocketUserData(o Options, b bootstrap) (string, error) {
 	doc, err := bottlerocketSettings(b.UserData)
@@ -208,6 +221,17 @@ func bottlerocketUserData(o Options, b bootstrap) (string, error) {
 		for k, v := range ours {
 			slices.Sort(v)
 			taints[k] = v
+		}
+	}
+	if b.InstanceStoreRAID0 {
+		commands, err := table(settings, "bootstrap-commands")
+		if err != nil {
+			return "", fmt.Errorf("spec.userData: settings.%w", err)
+		}
+		commands[raid0Command] = map[string]any{
+			"commands": [][]string{{"apiclient", "ephemeral-storage", "init"},
+				{"apiclient", "ephemeral-storage", "bind", "--dirs", "/var/lib/containerd", "/var/lib/kubelet", "/var/log/pods"}},
+			"mode": "always", "essential": true,
 		}
 	}
 	out, err := toml.Marshal(doc)

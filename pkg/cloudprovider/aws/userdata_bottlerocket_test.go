@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"os"
@@ -42,12 +43,13 @@ func bottlerocketBootstrap(kubelet awsv1.KubeletConfiguration, userData string) 
 }
 
 // TestBottlerocketUserDataGolden: one golden file per kubelet setting (and
-// one without any), under testdata/bottlerocket. Each is the whole TOML a
+// one without any, one for instanceStorePolicy RAID0), under testdata/bottlerocket. Each is the whole TOML a
 // Bottlerocket node gets, so a change in any setting's name, type or
 // format shows as a diff; run with -update to accept one. Mutations tried:
 // image-gc percentages written as integers (the imageGC files differ),
 // cpu-cfs-quota-enforced renamed cpu-cfs-quota (cpuCFSQuota.toml differs),
-// the DNS address taken as the CIDR's first address (none.toml differs).
+// the DNS address taken as the CIDR's first address (none.toml differs),
+// RAID0 ignored (instanceStorePolicy-RAID0.toml differs).
 func TestBottlerocketUserDataGolden(t *testing.T) {
 	for _, tc := range []struct{ name, kubelet string }{
 		{"none", ""},
@@ -62,9 +64,12 @@ func TestBottlerocketUserDataGolden(t *testing.T) {
 		{"imageGCHighThresholdPercent", `{"imageGCHighThresholdPercent":85}`},
 		{"imageGCLowThresholdPercent", `{"imageGCLowThresholdPercent":80}`},
 		{"cpuCFSQuota", `{"cpuCFSQuota":false}`},
+		{"instanceStorePolicy-RAID0", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ud, err := bottlerocketUserData(testOptions, bottlerocketBootstrap(kubeletJSON(t, tc.kubelet), ""))
+			b := bottlerocketBootstrap(kubeletJSON(t, tc.kubelet), "")
+			b.InstanceStoreRAID0 = tc.name == "instanceStorePolicy-RAID0"
+			ud, err := bottlerocketUserData(testOptions, b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +160,7 @@ enabled = true
 // the launch template is written and by the node class's validation (so the
 // class is not Ready). Mutations tried: dropping the check in validate (the
 // class with bad TOML validated), dropping the node-labels/node-taints
-// check from bottlerocketSettings (validation passed them; only the launch
+// (or bootstrap-commands) check from bottlerocketSettings (validation passed them; only the launch
 // failed).
 func TestBottlerocketUserDataRefusesInvalidTOML(t *testing.T) {
 	for _, userData := range []string{
@@ -165,6 +170,7 @@ func TestBottlerocketUserDataRefusesInvalidTOML(t *testing.T) {
 		"[settings]\nkubernetes = \"x\"\n",
 		"[settings.kubernetes]\nnode-labels = \"team=data\"\n",
 		"[settings.kubernetes]\nnode-taints = [\"dedicated=batch:NoSchedule\"]\n",
+		"[settings]\nbootstrap-commands = [\"echo\"]\n",
 	} {
 		_, err := bottlerocketUserData(testOptions, bottlerocketBootstrap(nil, userData))
 		if err == nil || !strings.Contains(err.Error(), "spec.userData") {
@@ -192,6 +198,35 @@ func TestBottlerocketRefusesKubeletFieldsItCannotSet(t *testing.T) {
 		}
 		if _, err := bottlerocketUserData(testOptions, bottlerocketBootstrap(nc.Spec.Kubelet, "")); err == nil {
 			t.Errorf("%s: user data written without it", raw)
+		}
+	}
+}
+
+// TestBottlerocketTemplateBuildsRAID0: a Bottlerocket class with
+// instanceStorePolicy RAID0 gets the bootstrap command that builds the
+// array in its launch template's user data, one without does not. Mutation
+// tried: not passing the policy to the writer (no command with RAID0).
+func TestBottlerocketTemplateBuildsRAID0(t *testing.T) {
+	for _, policy := range []*awsv1.InstanceStorePolicy{nil, ptr.To(awsv1.InstanceStorePolicyRAID0)} {
+		nc := &awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "bottlerocket@latest"}}, InstanceStorePolicy: policy}}
+		_, data, _, err := newLaunchTemplates(nil, testOptions).template(launchParams{nodeClass: nc, ami: awsv1.AMI{ID: "ami-0b07000000000a150"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := base64.StdEncoding.DecodeString(*data.UserData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Settings struct {
+				Commands map[string]any `toml:"bootstrap-commands"`
+			} `toml:"settings"`
+		}
+		if err := toml.Unmarshal(raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		if _, has := doc.Settings.Commands[raid0Command]; has != (policy != nil) {
+			t.Errorf("instanceStorePolicy %v: bootstrap commands %v", policy, doc.Settings.Commands)
 		}
 	}
 }
