@@ -4,13 +4,16 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/pelletier/go-toml/v2"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -29,8 +32,8 @@ type KubeletRegistration struct {
 // way its bootstrap would: an AL2023 nodeadm NodeConfig (spec.kubelet.flags
 // --node-labels/--register-with-taints/--max-pods, spec.kubelet.config
 // registerWithTaints/maxPods) or an AL2 bootstrap.sh call with
-// --kubelet-extra-args, alone or in a MIME multi-part archive, as Karpenter
-// writes them. Other parts (custom shell scripts) are ignored; a label or
+// --kubelet-extra-args, alone or in a MIME multi-part archive, or
+// Bottlerocket's TOML settings, as Karpenter writes them. Other parts (custom shell scripts) are ignored; a label or
 // taint it cannot read is an error, as it would stop a real kubelet.
 func ParseKubeletRegistration(userData string) (KubeletRegistration, error) {
 	r := KubeletRegistration{Labels: map[string]string{}}
@@ -48,6 +51,9 @@ func (r *KubeletRegistration) read(text string, depth int) error {
 		return r.readMIME(trimmed, depth)
 	case strings.HasPrefix(trimmed, "#!"):
 		return r.readFlags(trimmed)
+	}
+	if ok, err := r.readBottlerocket(trimmed); ok || err != nil {
+		return err
 	}
 	if ok, err := r.readNodeConfig(trimmed); ok || err != nil {
 		return err
@@ -226,4 +232,75 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// bottlerocketKubernetes is the part of Bottlerocket's [settings.kubernetes]
+// that joins the node and changes its registration.
+type bottlerocketKubernetes struct {
+	ClusterName        string         `toml:"cluster-name"`
+	APIServer          string         `toml:"api-server"`
+	ClusterCertificate string         `toml:"cluster-certificate"`
+	NodeLabels         map[string]any `toml:"node-labels"`
+	NodeTaints         map[string]any `toml:"node-taints"`
+	MaxPods            *int32         `toml:"max-pods"`
+}
+
+// readBottlerocket reads Bottlerocket user data: TOML with a [settings]
+// table; ok reports whether text is that. As on a Bottlerocket node, one
+// without the cluster's name, API server and certificate never joins, and
+// a label or taint of the wrong type fails the settings.
+func (r *KubeletRegistration) readBottlerocket(text string) (bool, error) {
+	var raw map[string]any
+	if toml.Unmarshal([]byte(text), &raw) != nil || raw["settings"] == nil {
+		return false, nil
+	}
+	var doc struct {
+		Settings struct {
+			Kubernetes bottlerocketKubernetes `toml:"kubernetes"`
+		} `toml:"settings"`
+	}
+	if err := toml.Unmarshal([]byte(text), &doc); err != nil {
+		return true, fmt.Errorf("user data: Bottlerocket settings: %w", err)
+	}
+	k := doc.Settings.Kubernetes
+	if k.ClusterName == "" || k.APIServer == "" || k.ClusterCertificate == "" {
+		return true, fmt.Errorf("user data: Bottlerocket settings.kubernetes needs cluster-name, api-server and cluster-certificate to join")
+	}
+	for key, v := range k.NodeLabels {
+		value, ok := v.(string)
+		if !ok {
+			return true, fmt.Errorf("user data: settings.kubernetes.node-labels.%s is a %T, want a string", key, v)
+		}
+		r.Labels[key] = value
+	}
+	for _, key := range slices.Sorted(maps.Keys(k.NodeTaints)) {
+		v := k.NodeTaints[key]
+		var specs []string
+		switch v := v.(type) {
+		case string:
+			specs = []string{v}
+		case []any:
+			for _, item := range v {
+				s, ok := item.(string)
+				if !ok {
+					return true, fmt.Errorf("user data: settings.kubernetes.node-taints.%s holds a %T, want value:Effect strings", key, item)
+				}
+				specs = append(specs, s)
+			}
+		default:
+			return true, fmt.Errorf("user data: settings.kubernetes.node-taints.%s is a %T, want value:Effect strings", key, v)
+		}
+		for _, spec := range specs {
+			value, effect, _ := strings.Cut(spec, ":")
+			t, err := parseTaint(key + "=" + value + ":" + effect)
+			if err != nil {
+				return true, err
+			}
+			r.Taints = append(r.Taints, t)
+		}
+	}
+	if k.MaxPods != nil {
+		r.MaxPods = k.MaxPods
+	}
+	return true, nil
 }

@@ -56,6 +56,24 @@ echo "custom setup"
 --//--
 `
 
+// bottlerocketUserData is Bottlerocket's TOML as Karpenter writes it (basic
+// strings), a taint key with two effects.
+const bottlerocketUserData = `[settings]
+[settings.kubernetes]
+api-server = "https://ABCDEF.gr7.ap-northeast-2.eks.amazonaws.com"
+cluster-certificate = "Y2EK"
+cluster-name = "demo"
+max-pods = 29
+
+[settings.kubernetes.node-labels]
+"karpenter.sh/capacity-type" = "spot"
+"karpenter.sh/nodepool" = "default"
+
+[settings.kubernetes.node-taints]
+"example.com/dedicated" = ["batch:NoSchedule", "batch:NoExecute"]
+"karpenter.sh/unregistered" = [":NoExecute"]
+`
+
 // al2UserData is an AL2 bootstrap.sh call as Karpenter writes it.
 const al2UserData = `MIME-Version: 1.0
 Content-Type: multipart/mixed; boundary="//"
@@ -92,6 +110,15 @@ func TestParseKubeletRegistration(t *testing.T) {
 		}},
 		{"plain NodeConfig", "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  kubelet:\n    flags:\n    - --node-labels=a=b\n    - --register-with-taints=k=v:NoSchedule\n",
 			KubeletRegistration{Labels: map[string]string{"a": "b"}, Taints: []corev1.Taint{{Key: "k", Value: "v", Effect: corev1.TaintEffectNoSchedule}}}},
+		{"Bottlerocket TOML", bottlerocketUserData, KubeletRegistration{
+			Labels: map[string]string{"karpenter.sh/capacity-type": "spot", "karpenter.sh/nodepool": "default"},
+			Taints: []corev1.Taint{
+				{Key: "example.com/dedicated", Value: "batch", Effect: corev1.TaintEffectNoSchedule},
+				{Key: "example.com/dedicated", Value: "batch", Effect: corev1.TaintEffectNoExecute},
+				{Key: "karpenter.sh/unregistered", Effect: corev1.TaintEffectNoExecute},
+			},
+			MaxPods: pods(29),
+		}},
 		{"custom script only", "#!/bin/bash\necho hello\n", KubeletRegistration{Labels: map[string]string{}}},
 		{"empty", "", KubeletRegistration{Labels: map[string]string{}}},
 	} {
@@ -108,6 +135,12 @@ func TestParseKubeletRegistration(t *testing.T) {
 	for _, bad := range []string{
 		"#!/bin/bash\n/etc/eks/bootstrap.sh demo --kubelet-extra-args '--register-with-taints=\"k=v:Sometimes\"'",
 		"#!/bin/bash\n/etc/eks/bootstrap.sh demo --kubelet-extra-args '--node-labels=\"novalue\"'",
+		// Bottlerocket: no cluster to join, a taint without an effect, a
+		// label that is not a string, settings that are not TOML tables.
+		"[settings.kubernetes]\nnode-labels = { a = \"b\" }\n",
+		strings.Replace(bottlerocketUserData, `"batch:NoExecute"`, `"batch"`, 1),
+		strings.Replace(bottlerocketUserData, `"karpenter.sh/nodepool" = "default"`, `"karpenter.sh/nodepool" = 3`, 1),
+		"[settings]\nkubernetes = 3\n",
 	} {
 		if _, err := ParseKubeletRegistration(bad); err == nil {
 			t.Errorf("accepted %q", bad)

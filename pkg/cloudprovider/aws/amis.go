@@ -23,13 +23,14 @@ import (
 
 // AMI families, as spec.amiFamily spells them.
 const (
-	amiFamilyAL2023 = "AL2023"
-	amiFamilyCustom = "Custom"
+	amiFamilyAL2023       = "AL2023"
+	amiFamilyBottlerocket = "Bottlerocket"
+	amiFamilyCustom       = "Custom"
 )
 
 // aliasFamilies maps an alias's family to spec.amiFamily's spelling.
 var aliasFamilies = map[string]string{
-	"al2": "AL2", "al2023": amiFamilyAL2023, "bottlerocket": "Bottlerocket",
+	"al2": "AL2", "al2023": amiFamilyAL2023, "bottlerocket": amiFamilyBottlerocket,
 	"windows2019": "Windows2019", "windows2022": "Windows2022", "windows2025": "Windows2025",
 }
 
@@ -47,6 +48,10 @@ func AMIFamily(nc *awsv1.EC2NodeClass) string {
 	return family
 }
 
+// unsupportedFamily says which AMI families nodewright writes user data for,
+// in every message refusing another.
+const unsupportedFamily = "nodewright supports the AL2023 and Bottlerocket families (aliases al2023@ and bottlerocket@) and Custom, which passes spec.userData through unchanged; AL2 and Windows are not supported yet"
+
 func amiAlias(nc *awsv1.EC2NodeClass) string {
 	for _, term := range nc.Spec.AMISelectorTerms {
 		if term.Alias != "" {
@@ -56,42 +61,78 @@ func amiAlias(nc *awsv1.EC2NodeClass) string {
 	return ""
 }
 
-// al2023Variant is one flavour of the EKS-optimized AL2023 AMI and the
-// instance types it is for: the standard image has no GPU or Neuron drivers,
-// the nvidia and neuron ones are only worth their larger size on such types.
-type al2023Variant struct {
-	arch, variant string
-	requirements  []corev1.NodeSelectorRequirement
+// aliasVariant is one flavour of an EKS-optimized AMI family and the instance
+// types it is for: the standard image has no GPU drivers, the nvidia (and for
+// AL2023 the neuron) ones are only worth their larger size on such types.
+// variant names the image (standard, nvidia, neuron), not the types.
+type aliasVariant struct {
+	family, arch, variant string
+	requirements          []corev1.NodeSelectorRequirement
 }
 
-func al2023Variants() []al2023Variant {
-	arch := func(a string) corev1.NodeSelectorRequirement {
-		return corev1.NodeSelectorRequirement{Key: v1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{a}}
-	}
-	has := func(key string, op corev1.NodeSelectorOperator) corev1.NodeSelectorRequirement {
-		return corev1.NodeSelectorRequirement{Key: key, Operator: op}
-	}
-	var out []al2023Variant
-	for _, a := range []struct{ ec2, k8s string }{{"x86_64", v1.ArchitectureAmd64}, {"arm64", v1.ArchitectureArm64}} {
+func archRequirement(a string) corev1.NodeSelectorRequirement {
+	return corev1.NodeSelectorRequirement{Key: v1.LabelArchStable, Operator: corev1.NodeSelectorOpIn, Values: []string{a}}
+}
+
+func hasLabel(key string, op corev1.NodeSelectorOperator) corev1.NodeSelectorRequirement {
+	return corev1.NodeSelectorRequirement{Key: key, Operator: op}
+}
+
+var aliasArchitectures = []struct{ ec2, k8s string }{{"x86_64", v1.ArchitectureAmd64}, {"arm64", v1.ArchitectureArm64}}
+
+// familyVariants are a family's variants per architecture: standard for
+// types without accelerators, nvidia for GPU types, and for Neuron types the
+// image neuronImage names. AL2023 publishes a neuron image; Bottlerocket's
+// aws-k8s (standard) image carries the Neuron driver, so Karpenter uses it
+// there, and one image may appear twice with other requirements.
+func familyVariants(family, neuronImage string) []aliasVariant {
+	var out []aliasVariant
+	for _, a := range aliasArchitectures {
 		out = append(out,
-			al2023Variant{a.ec2, "standard", []corev1.NodeSelectorRequirement{arch(a.k8s),
-				has(awsv1.LabelInstanceGPUCount, corev1.NodeSelectorOpDoesNotExist), has(awsv1.LabelInstanceAcceleratorCount, corev1.NodeSelectorOpDoesNotExist)}},
-			al2023Variant{a.ec2, "nvidia", []corev1.NodeSelectorRequirement{arch(a.k8s), has(awsv1.LabelInstanceGPUCount, corev1.NodeSelectorOpExists)}},
-			al2023Variant{a.ec2, "neuron", []corev1.NodeSelectorRequirement{arch(a.k8s), has(awsv1.LabelInstanceAcceleratorCount, corev1.NodeSelectorOpExists)}},
+			aliasVariant{family, a.ec2, "standard", []corev1.NodeSelectorRequirement{archRequirement(a.k8s),
+				hasLabel(awsv1.LabelInstanceGPUCount, corev1.NodeSelectorOpDoesNotExist), hasLabel(awsv1.LabelInstanceAcceleratorCount, corev1.NodeSelectorOpDoesNotExist)}},
+			aliasVariant{family, a.ec2, "nvidia", []corev1.NodeSelectorRequirement{archRequirement(a.k8s), hasLabel(awsv1.LabelInstanceGPUCount, corev1.NodeSelectorOpExists)}},
+			aliasVariant{family, a.ec2, neuronImage, []corev1.NodeSelectorRequirement{archRequirement(a.k8s), hasLabel(awsv1.LabelInstanceAcceleratorCount, corev1.NodeSelectorOpExists)}},
 		)
 	}
 	return out
 }
 
-// imageName is the EKS AMI's name for a pinned release, e.g.
-// amazon-eks-node-al2023-x86_64-standard-1.37-v20261101.
-func (v al2023Variant) imageName(k8sVersion, release string) string {
+// aliasVariants are the variants of an alias's family, nil for a family
+// whose aliases nodewright does not resolve.
+func aliasVariants(family string) []aliasVariant {
+	switch family {
+	case "al2023":
+		return familyVariants(family, "neuron")
+	case "bottlerocket":
+		return familyVariants(family, "standard")
+	}
+	return nil
+}
+
+// imageName is the EKS AMI's name for a pinned AL2023 release, e.g.
+// amazon-eks-node-al2023-x86_64-standard-1.37-v20261101, looked up when SSM
+// no longer has the release's parameter; "" for Bottlerocket, whose image
+// names carry a build commit nodewright cannot know.
+func (v aliasVariant) imageName(k8sVersion, release string) string {
+	if v.family != "al2023" {
+		return ""
+	}
 	return fmt.Sprintf("amazon-eks-node-al2023-%s-%s-%s-%s", v.arch, v.variant, k8sVersion, release)
 }
 
 // parameter is the public SSM parameter holding the variant's AMI id: the
-// recommended one for "latest", else the pinned release's.
-func (v al2023Variant) parameter(k8sVersion, release string) string {
+// recommended (AL2023) or latest (Bottlerocket) one for "latest", else the
+// pinned release's. Bottlerocket releases are tagged v1.x.y but published in
+// SSM without the v, so both spellings are accepted, as Karpenter does.
+func (v aliasVariant) parameter(k8sVersion, release string) string {
+	if v.family == "bottlerocket" {
+		image := "aws-k8s-" + k8sVersion
+		if v.variant == "nvidia" {
+			image += "-nvidia"
+		}
+		return fmt.Sprintf("/aws/service/bottlerocket/%s/%s/%s/image_id", image, v.arch, strings.TrimPrefix(release, "v"))
+	}
 	base := fmt.Sprintf("/aws/service/eks/optimized-ami/%s/amazon-linux-2023/%s/%s", k8sVersion, v.arch, v.variant)
 	if release == "latest" {
 		return base + "/recommended/image_id"
@@ -155,17 +196,19 @@ func kubernetesArch(a ec2types.ArchitectureValues) (string, bool) {
 	return "", false
 }
 
-// aliasAMIs resolves family@version. Only al2023 is supported; its images are
-// found through the public SSM parameters EKS publishes, as Karpenter does,
-// and a pinned release missing from SSM is looked up by its image name.
+// aliasAMIs resolves family@version for al2023 and bottlerocket; their images
+// are found through the public SSM parameters AWS publishes, as Karpenter
+// does, and a pinned AL2023 release missing from SSM is looked up by its
+// image name.
 func (r *NodeClassResolver) aliasAMIs(ctx context.Context, alias string) ([]awsv1.AMI, []string, error) {
 	family, release, _ := strings.Cut(alias, "@")
 	desc := fmt.Sprintf("amiSelectorTerms[0] alias %s", alias)
-	if family != "al2023" {
-		return nil, []string{desc + " (only al2023 aliases are supported)"}, nil
+	variants := aliasVariants(family)
+	if variants == nil {
+		return nil, []string{desc + " (" + unsupportedFamily + ")"}, nil
 	}
 	var out []awsv1.AMI
-	for _, v := range al2023Variants() {
+	for _, v := range variants {
 		img, err := r.variantImage(ctx, v, release)
 		if err != nil {
 			return nil, nil, fmt.Errorf("resolving %s (%s %s): %w", desc, v.arch, v.variant, err)
@@ -182,7 +225,7 @@ func (r *NodeClassResolver) aliasAMIs(ctx context.Context, alias string) ([]awsv
 
 // variantImage returns the variant's image, or nil when EKS publishes none
 // (no arm64 Neuron image, say).
-func (r *NodeClassResolver) variantImage(ctx context.Context, v al2023Variant, release string) (*ec2types.Image, error) {
+func (r *NodeClassResolver) variantImage(ctx context.Context, v aliasVariant, release string) (*ec2types.Image, error) {
 	version, err := r.kubernetesVersion(ctx)
 	if err != nil {
 		return nil, err
@@ -193,10 +236,11 @@ func (r *NodeClassResolver) variantImage(ctx context.Context, v al2023Variant, r
 	}
 	in := &ec2.DescribeImagesInput{Filters: []ec2types.Filter{filter("image-id", id)}}
 	if id == "" {
-		if release == "latest" {
+		name := v.imageName(version, release)
+		if release == "latest" || name == "" {
 			return nil, nil
 		}
-		in = &ec2.DescribeImagesInput{Owners: []string{"amazon"}, Filters: []ec2types.Filter{filter("name", v.imageName(version, release))}}
+		in = &ec2.DescribeImagesInput{Owners: []string{"amazon"}, Filters: []ec2types.Filter{filter("name", name)}}
 	}
 	images, err := describeImages(ctx, r.ec2, in)
 	if err != nil || len(images) == 0 {

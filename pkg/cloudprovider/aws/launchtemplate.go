@@ -17,6 +17,7 @@ import (
 	"github.com/aws/smithy-go"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
@@ -88,6 +89,13 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 	case amiFamilyAL2023:
 		var err error
 		userData, err = al2023UserData(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData)})
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("EC2NodeClass %s user data: %w", nc.Name, err)
+		}
+	case amiFamilyBottlerocket:
+		var err error
+		userData, err = bottlerocketUserData(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData),
+			InstanceStoreRAID0: ptr.Deref(nc.Spec.InstanceStorePolicy, "") == awsv1.InstanceStorePolicyRAID0})
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("EC2NodeClass %s user data: %w", nc.Name, err)
 		}
@@ -272,17 +280,25 @@ func metadataOptions(m *awsv1.MetadataOptions) *ec2types.LaunchTemplateInstanceM
 	}
 }
 
-// blockDeviceMappings converts the node class's disks, or gives the AL2023
-// default: a 20GiB encrypted gp3 root volume.
+// blockDeviceMappings converts the node class's disks, or gives the family's
+// default, as Karpenter's: for AL2023 a 20GiB encrypted gp3 root volume, for
+// Bottlerocket a 4GiB OS volume and a 20GiB data volume (/dev/xvdb, the one
+// images, logs and pods' ephemeral storage live on).
 func blockDeviceMappings(nc *awsv1.EC2NodeClass) []ec2types.LaunchTemplateBlockDeviceMappingRequest {
 	if len(nc.Spec.BlockDeviceMappings) == 0 {
-		return []ec2types.LaunchTemplateBlockDeviceMappingRequest{{
-			DeviceName: aws.String("/dev/xvda"),
-			Ebs: &ec2types.LaunchTemplateEbsBlockDeviceRequest{
-				VolumeSize: aws.Int32(int32(gibibytes(defaultRootVolume))), VolumeType: ec2types.VolumeTypeGp3,
-				Encrypted: aws.Bool(true), DeleteOnTermination: aws.Bool(true),
-			},
-		}}
+		volume := func(device string, gib int64) ec2types.LaunchTemplateBlockDeviceMappingRequest {
+			return ec2types.LaunchTemplateBlockDeviceMappingRequest{
+				DeviceName: aws.String(device),
+				Ebs: &ec2types.LaunchTemplateEbsBlockDeviceRequest{
+					VolumeSize: aws.Int32(int32(gib)), VolumeType: ec2types.VolumeTypeGp3,
+					Encrypted: aws.Bool(true), DeleteOnTermination: aws.Bool(true),
+				},
+			}
+		}
+		if AMIFamily(nc) == amiFamilyBottlerocket {
+			return []ec2types.LaunchTemplateBlockDeviceMappingRequest{volume("/dev/xvda", bottlerocketOSVolumeGiB), volume("/dev/xvdb", gibibytes(defaultRootVolume))}
+		}
+		return []ec2types.LaunchTemplateBlockDeviceMappingRequest{volume("/dev/xvda", gibibytes(defaultRootVolume))}
 	}
 	var out []ec2types.LaunchTemplateBlockDeviceMappingRequest
 	for _, m := range nc.Spec.BlockDeviceMappings {

@@ -361,10 +361,29 @@ func (r *NodeClassResolver) validate(nc *awsv1.EC2NodeClass) []string {
 	}
 	switch family := AMIFamily(nc); family {
 	case amiFamilyAL2023, amiFamilyCustom:
+	case amiFamilyBottlerocket:
+		if _, err := bottlerocketSettings(aws.ToString(nc.Spec.UserData)); err != nil {
+			problems = append(problems, err.Error())
+		}
+		problems = append(problems, bottlerocketKubeletProblems(nc.Spec.Kubelet)...)
 	case "":
 		problems = append(problems, "spec.amiFamily is required when amiSelectorTerms has no alias")
 	default:
-		problems = append(problems, fmt.Sprintf("AMI family %s is not supported yet: nodewright writes user data for AL2023 (nodeadm) and passes Custom user data through unchanged", family))
+		problems = append(problems, fmt.Sprintf("%s: AMI family %s is not supported: %s", familyField(nc), family, unsupportedFamily))
 	}
 	return append(problems, notYetSupported(nc)...)
+}
+
+// familyField names the field the family came from: spec.amiFamily when
+// set, else the alias term.
+func familyField(nc *awsv1.EC2NodeClass) string {
+	if aws.ToString(nc.Spec.AMIFamily) != "" {
+		return "spec.amiFamily"
+	}
+	for i, term := range nc.Spec.AMISelectorTerms {
+		if term.Alias != "" {
+			return fmt.Sprintf("spec.amiSelectorTerms[%d].alias %s", i, term.Alias)
+		}
+	}
+	return "spec.amiFamily"
 }

@@ -128,3 +128,59 @@ func TestNodeClassReconcilerRequeues(t *testing.T) {
 		t.Errorf("Reconcile of a deleted node class: %v", err)
 	}
 }
+
+// TestReconcilerBottlerocketReadyAL2Not: through the apiserver (the CRD's
+// rules included), a Bottlerocket class with the user's TOML becomes Ready
+// with Bottlerocket's images, and an al2 alias class becomes Ready=False
+// naming its alias and the supported families instead of staying unready
+// without a word. Mutation tried: aliasVariants without the bottlerocket
+// case (the Bottlerocket class never became Ready: no AMI matches).
+func TestReconcilerBottlerocketReadyAL2Not(t *testing.T) {
+	cp := needControlPlane(t)
+	e := newEnv(t)
+	runReconciler(t, cp, &NodeClassReconciler{Resolver: e.resolver(t), LaunchTemplates: e.cloudProvider(t)})
+	for _, tc := range []struct {
+		alias, userData string
+		ready           metav1.ConditionStatus
+		message         string
+	}{
+		{"bottlerocket@latest", "[settings.kubernetes]\nkube-api-qps = 30\n", metav1.ConditionTrue, ""},
+		{"al2@latest", "", metav1.ConditionFalse, "spec.amiSelectorTerms[0].alias al2@latest: AMI family AL2 is not supported: nodewright supports the AL2023 and Bottlerocket families"},
+	} {
+		nc := seedNodeClass(t)
+		nc.Name, nc.Generation = harness.Name("family"), 0
+		nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: tc.alias}}
+		if tc.userData != "" {
+			nc.Spec.UserData = &tc.userData
+		}
+		if err := cp.Client.Create(context.Background(), nc); err != nil {
+			t.Fatalf("%s: %v", tc.alias, err)
+		}
+		key := client.ObjectKeyFromObject(nc)
+		t.Cleanup(func() {
+			ctx := context.Background()
+			_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				latest := &awsv1.EC2NodeClass{}
+				if err := cp.Client.Get(ctx, key, latest); err != nil || !controllerutil.RemoveFinalizer(latest, awsv1.TerminationFinalizer) {
+					return client.IgnoreNotFound(err)
+				}
+				return cp.Client.Update(ctx, latest)
+			})
+			_ = cp.Client.Delete(ctx, &awsv1.EC2NodeClass{ObjectMeta: metav1.ObjectMeta{Name: key.Name}})
+		})
+		var ready *metav1.Condition
+		cp.Eventually(t, 30*time.Second, tc.alias+" class's Ready to be "+string(tc.ready), func(ctx context.Context) (bool, error) {
+			if err := cp.Client.Get(ctx, key, nc); err != nil {
+				return false, err
+			}
+			ready = meta.FindStatusCondition(nc.Status.Conditions, ConditionTypeReady)
+			return ready != nil && ready.Status == tc.ready && ready.ObservedGeneration == nc.Generation, nil
+		})
+		if !strings.Contains(ready.Message, tc.message) {
+			t.Errorf("%s: Ready message %q, want it to contain %q", tc.alias, ready.Message, tc.message)
+		}
+		if tc.ready == metav1.ConditionTrue && (len(nc.Status.AMIs) != 5 || nc.Status.AMIs[0].ID != "ami-0b07000000000a150") {
+			t.Errorf("%s: AMIs %+v, want Bottlerocket's five (image, requirements) entries", tc.alias, nc.Status.AMIs)
+		}
+	}
+}

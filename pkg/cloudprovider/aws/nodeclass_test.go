@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -183,17 +184,98 @@ func TestValidationCondition(t *testing.T) {
 	nc := seedNodeClass(t)
 	nc.Spec.Kubelet = awsv1.KubeletConfiguration{"evictionHard": apiextensionsv1.JSON{Raw: []byte(`{"disk.available":"5%"}`)}}
 	nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Name: "amazon-eks-node-al2023-*"}}
-	nc.Spec.AMIFamily = ptr.To("Bottlerocket")
+	nc.Spec.AMIFamily = ptr.To("AL2")
 	status, err := e.resolver(t).Resolve(context.Background(), nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := meta.FindStatusCondition(status.Conditions, awsv1.ConditionTypeValidationSucceeded)
-	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "spec.kubelet.evictionHard[disk.available]") || !strings.Contains(c.Message, "AMI family Bottlerocket is not supported") {
+	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "spec.kubelet.evictionHard[disk.available]") || !strings.Contains(c.Message, "spec.amiFamily: AMI family AL2 is not supported") {
 		t.Errorf("ValidationSucceeded = %+v", c)
 	}
 	if meta.IsStatusConditionTrue(status.Conditions, ConditionTypeReady) {
 		t.Error("an invalid node class is Ready")
+	}
+}
+
+// TestBottlerocketAliasResolves: bottlerocket@latest and a pinned release
+// (with or without its v) resolve through Bottlerocket's public SSM
+// parameters to the aws-k8s image of each architecture (for types without
+// accelerators and for Neuron types) and the nvidia image (for GPU types),
+// and the class is Ready. Mutations tried: the nvidia variant's parameter
+// without "-nvidia" (its entry gets the standard image), keeping the v of
+// v1.49.0 in the parameter (the pinned alias resolves nothing).
+func TestBottlerocketAliasResolves(t *testing.T) {
+	standard := `[{"key":"kubernetes.io/arch","operator":"In","values":["%s"]},{"key":"karpenter.k8s.aws/instance-gpu-count","operator":"DoesNotExist"},{"key":"karpenter.k8s.aws/instance-accelerator-count","operator":"DoesNotExist"}]`
+	gpu := `[{"key":"kubernetes.io/arch","operator":"In","values":["%s"]},{"key":"karpenter.k8s.aws/instance-gpu-count","operator":"Exists"}]`
+	neuron := `[{"key":"kubernetes.io/arch","operator":"In","values":["%s"]},{"key":"karpenter.k8s.aws/instance-accelerator-count","operator":"Exists"}]`
+	latest := []string{
+		"ami-0b07000000000a150 " + fmt.Sprintf(standard, "amd64"), "ami-0b07000000000c150 " + fmt.Sprintf(gpu, "amd64"), "ami-0b07000000000a150 " + fmt.Sprintf(neuron, "amd64"),
+		"ami-0b07000000000b150 " + fmt.Sprintf(standard, "arm64"), "ami-0b07000000000b150 " + fmt.Sprintf(neuron, "arm64"),
+	}
+	for _, tc := range []struct {
+		alias string
+		want  []string
+	}{
+		{"bottlerocket@latest", latest},
+		{"bottlerocket@v1.50.0", latest},
+		{"bottlerocket@1.50.0", latest},
+		{"bottlerocket@v1.49.0", []string{"ami-0b07000000000a149 " + fmt.Sprintf(standard, "amd64"), "ami-0b07000000000a149 " + fmt.Sprintf(neuron, "amd64")}},
+	} {
+		t.Run(tc.alias, func(t *testing.T) {
+			e := newEnv(t)
+			nc := seedNodeClass(t)
+			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: tc.alias}}
+			nc = e.resolved(t, nc)
+			var got []string
+			for _, a := range nc.Status.AMIs {
+				reqs, _ := json.Marshal(a.Requirements)
+				got = append(got, a.ID+" "+string(reqs))
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("AMIs:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestUnsupportedFamilyIsNamed: a family nodewright writes no user data for
+// makes the class not Ready, with a message naming the field it came from
+// and the families that are supported. (Before, the message named neither.)
+// Mutation tried: familyField returning "" (the messages lose the field).
+func TestUnsupportedFamilyIsNamed(t *testing.T) {
+	for _, tc := range []struct {
+		name, field string
+		edit        func(*awsv1.EC2NodeClass)
+	}{
+		{"amiFamily AL2", "spec.amiFamily: AMI family AL2", func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Name: "amazon-eks-node-al2023-*"}}
+			nc.Spec.AMIFamily = ptr.To("AL2")
+		}},
+		{"alias al2", "spec.amiSelectorTerms[0].alias al2@latest: AMI family AL2", func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: "al2@latest"}}
+		}},
+		{"alias windows2022", "spec.amiSelectorTerms[0].alias windows2022@latest: AMI family Windows2022", func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: "windows2022@latest"}}
+		}},
+		{"amiFamily Windows2025", "spec.amiFamily: AMI family Windows2025", func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Name: "amazon-eks-node-al2023-*"}}
+			nc.Spec.AMIFamily = ptr.To("Windows2025")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			nc := seedNodeClass(t)
+			tc.edit(nc)
+			status, err := e.resolver(t).Resolve(context.Background(), nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ready := meta.FindStatusCondition(status.Conditions, ConditionTypeReady)
+			if ready == nil || ready.Status != metav1.ConditionFalse || !strings.Contains(ready.Message, tc.field+" is not supported") || !strings.Contains(ready.Message, "AL2023 and Bottlerocket") {
+				t.Errorf("Ready = %+v\nwant False naming %q and the supported families", ready, tc.field)
+			}
+		})
 	}
 }
 

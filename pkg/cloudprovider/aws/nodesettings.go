@@ -15,6 +15,9 @@ import (
 // and the data volume is what pods see).
 var defaultRootVolume = resource.MustParse("20Gi")
 
+// bottlerocketOSVolumeGiB is Bottlerocket's default OS volume (/dev/xvda).
+const bottlerocketOSVolumeGiB = 4
+
 // NodeSettings derives, from a node class, the settings that decide a node's
 // capacity and allocatable: kubelet reservations and limits, and the disk pods
 // get (the root volume, or the instance store when it is RAID0'd for the kubelet,
@@ -47,7 +50,7 @@ func rootVolumeSize(nc *awsv1.EC2NodeClass) *resource.Quantity {
 	}
 	if root == nil {
 		device := "/dev/xvda"
-		if fam := nc.Spec.AMIFamily; fam != nil && *fam == "Bottlerocket" {
+		if AMIFamily(nc) == amiFamilyBottlerocket {
 			device = "/dev/xvdb"
 		}
 		for _, m := range nc.Spec.BlockDeviceMappings {

@@ -73,3 +73,28 @@ func TestInstanceStoreRAID0(t *testing.T) {
 		t.Error("m5.large has no instance store")
 	}
 }
+
+// TestBottlerocketEphemeralIsTheDataVolume: pods' disk on Bottlerocket is the
+// data volume /dev/xvdb, whether the family comes from spec.amiFamily or
+// from a bottlerocket alias. Mutation tried: reading only spec.amiFamily
+// (the alias class got the 4Gi OS volume's size).
+func TestBottlerocketEphemeralIsTheDataVolume(t *testing.T) {
+	osVolume, data := resource.MustParse("4Gi"), resource.MustParse("100Gi")
+	for name, edit := range map[string]func(*awsv1.EC2NodeClass){
+		"amiFamily": func(nc *awsv1.EC2NodeClass) { nc.Spec.AMIFamily = ptr.To("Bottlerocket") },
+		"alias": func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: "bottlerocket@latest"}}
+		},
+	} {
+		nc := nodeClass("")
+		edit(nc)
+		nc.Spec.BlockDeviceMappings = []*awsv1.BlockDeviceMapping{
+			{DeviceName: ptr.To("/dev/xvda"), EBS: &awsv1.BlockDevice{VolumeSize: &osVolume}},
+			{DeviceName: ptr.To("/dev/xvdb"), EBS: &awsv1.BlockDevice{VolumeSize: &data}},
+		}
+		s, err := NodeSettings(nc, catalog.DefaultVMMemoryOverheadPercent)
+		if err != nil || s.EphemeralStorage.Cmp(data) != 0 {
+			t.Errorf("%s: ephemeral storage %v (%v), want the 100Gi data volume", name, s.EphemeralStorage, err)
+		}
+	}
+}

@@ -59,6 +59,10 @@ type bootstrap struct {
 	Kubelet awsv1.KubeletConfiguration
 	// UserData is the node class's spec.userData, merged in.
 	UserData string
+	// InstanceStoreRAID0 is spec.instanceStorePolicy RAID0: the instance
+	// store becomes the kubelet's and containerd's disk (Bottlerocket only
+	// so far).
+	InstanceStoreRAID0 bool
 }
 
 // al2023UserData writes MIME multipart user data for nodeadm: the user's own
