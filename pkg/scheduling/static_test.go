@@ -1,6 +1,7 @@
 package scheduling
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -51,7 +52,7 @@ func TestPlanNodes(t *testing.T) {
 		{name: "none asked", pool: base, count: 0, wantNodes: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plans, err := PlanNodes(tc.pool(), tc.daemons, tc.count, Options{})
+			plans, err := PlanNodes(tc.pool(), tc.daemons, nil, tc.count, Options{})
 			if len(plans) != tc.wantNodes {
 				t.Fatalf("planned %d nodes, want %d (error %v)", len(plans), tc.wantNodes, err)
 			}
@@ -71,6 +72,40 @@ func TestPlanNodes(t *testing.T) {
 				if r := c.Requirements[corev1.LabelInstanceTypeStable]; r == nil || !r.Has(tc.wantType) {
 					t.Errorf("requirements %v name no instance types", c.Requirements)
 				}
+			}
+		})
+	}
+}
+
+// Static nodes spread over the pool's zones, counting the nodes it already
+// has. Mutation tried: without the placeholders' zone spread all land in
+// the cheapest zone; without the existing nodes the new ones ignore them.
+func TestPlanNodesSpreadsOverZones(t *testing.T) {
+	cat, settings := referenceCatalog(t, 4)
+	for _, tc := range []struct {
+		name     string
+		existing []string
+		count    int
+		want     map[string]int
+	}{
+		{name: "empty pool", count: 3, want: map[string]int{"test-1a": 1, "test-1b": 1, "test-1c": 1}},
+		{name: "two in a, one in b", existing: []string{"test-1a", "test-1a", "test-1b"}, count: 3, want: map[string]int{"test-1b": 1, "test-1c": 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plans, err := PlanNodes(pool("static", cat, settings), nil, tc.existing, tc.count, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int{}
+			for _, c := range plans {
+				zones := c.Requirements[corev1.LabelTopologyZone].Values()
+				if len(zones) != 1 {
+					t.Fatalf("a spread node may launch in %v", zones)
+				}
+				got[zones[0]]++
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("new nodes by zone %v, want %v", got, tc.want)
 			}
 		})
 	}

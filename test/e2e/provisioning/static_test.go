@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samber/lo"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -76,8 +77,8 @@ func staticSettled(ctx context.Context, np *v1.NodePool, want int) error {
 }
 
 // A static NodePool of 3 gets three nodes with no pod asking for them,
-// scaled to 5 through the scale subresource (as `kubectl scale`) gets two
-// more, and scaled back to 3 drains and terminates two; its empty nodes
+// spread over its two zones; scaled to 5 through the scale subresource (as
+// `kubectl scale`) it gets two more, and scaled back to 3 drains and terminates two; its empty nodes
 // are never consolidated although consolidateAfter is 0s. Mutation tried:
 // the static controller left out of the operator (nothing launches, the
 // first wait times out).
@@ -98,6 +99,16 @@ func TestStaticNodePoolScales(t *testing.T) {
 			}
 			return true, nil
 		})
+		if i == 0 {
+			var nodes corev1.NodeList
+			if err := cp.Client.List(context.Background(), &nodes, client.MatchingLabels{v1.NodePoolLabelKey: np.Name}); err != nil {
+				t.Fatal(err)
+			}
+			zones := lo.CountValuesBy(nodes.Items, func(n corev1.Node) string { return n.Labels[corev1.LabelTopologyZone] })
+			if len(zones) != 2 {
+				t.Errorf("nodes by zone %v, want both of the pool's zones", zones)
+			}
+		}
 	}
 	decisions := map[string]map[string]string{
 		static.ScaleDownReason: {"nodepool": np.Name, "reason": static.ScaleDownReason},

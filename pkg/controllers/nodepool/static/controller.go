@@ -104,7 +104,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	want := int(*np.Spec.Replicas)
 	switch {
 	case len(live) < want:
-		return c.scaleUp(ctx, np, want-len(live), len(list.Items))
+		return c.scaleUp(ctx, np, live, want-len(live), len(list.Items))
 	case len(live) > want:
 		return ctrl.Result{}, c.scaleDown(ctx, np, live, len(live)-want)
 	}
@@ -112,8 +112,8 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 // scaleUp launches missing nodes, as many as limits.nodes allows given the
-// total claims the pool has.
-func (c *Controller) scaleUp(ctx context.Context, np *v1.NodePool, missing, total int) (ctrl.Result, error) {
+// total claims the pool has, spread over zones with the live ones.
+func (c *Controller) scaleUp(ctx context.Context, np *v1.NodePool, live []*v1.NodeClaim, missing, total int) (ctrl.Result, error) {
 	logger := log.FromContext(ctx).WithValues("nodepool", np.Name)
 	n := missing
 	if limit, ok := np.Spec.Limits[corev1.ResourceName("nodes")]; ok {
@@ -148,7 +148,8 @@ func (c *Controller) scaleUp(ctx context.Context, np *v1.NodePool, missing, tota
 	}
 	pool := scheduling.NodePool{Name: np.Name, Requirements: reqs, Labels: np.Spec.Template.Labels,
 		Taints: np.Spec.Template.Spec.Taints, Catalog: cat, Settings: settings}
-	plans, planErr := scheduling.PlanNodes(pool, state.DaemonSetPods(dss.Items), n, scheduling.Options{SpotRiskWeight: -1})
+	zones := lo.FilterMap(live, func(nc *v1.NodeClaim, _ int) (string, bool) { return zoneOf(nc) })
+	plans, planErr := scheduling.PlanNodes(pool, state.DaemonSetPods(dss.Items), zones, n, scheduling.Options{SpotRiskWeight: -1})
 	for _, p := range plans {
 		nc := provisioning.NewNodeClaim(p, np)
 		if err := c.Kube.Create(ctx, nc); err != nil {
@@ -165,6 +166,20 @@ func (c *Controller) scaleUp(ctx context.Context, np *v1.NodePool, missing, tota
 		return ctrl.Result{RequeueAfter: retry}, nil
 	}
 	return ctrl.Result{}, nil
+}
+
+// zoneOf is a claim's zone: its label once launched, or before launch its
+// requirement when that names one zone.
+func zoneOf(nc *v1.NodeClaim) (string, bool) {
+	if z := nc.Labels[corev1.LabelTopologyZone]; z != "" {
+		return z, true
+	}
+	for _, r := range nc.Spec.Requirements {
+		if r.Key == corev1.LabelTopologyZone && r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 {
+			return r.Values[0], true
+		}
+	}
+	return "", false
 }
 
 // scaleDown deletes surplus claims through the normal deletion path (the

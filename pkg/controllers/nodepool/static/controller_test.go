@@ -263,3 +263,27 @@ func TestReplicasOverLimit(t *testing.T) {
 		t.Errorf("%d claims for a pool without replicas", len(live))
 	}
 }
+
+// A static pool's nodes spread over its zones, counting the ones it has:
+// one node, then scaled to two, is one in each zone the template allows.
+// Mutation tried: planning without the live claims' zones puts the second
+// node in the first one's (cheapest) zone.
+func TestSpreadsOverZonesWithTheNodesItHas(t *testing.T) {
+	c, _ := newController(t)
+	np := staticPool(t, 1, "")
+	settle(t, c, np)
+	scale(t, np, 2)
+	settle(t, c, np)
+	live, _ := claims(t, np)
+	zones := map[string]bool{}
+	for _, nc := range live {
+		z, ok := zoneOf(nc)
+		if !ok {
+			t.Fatalf("claim %s names no single zone: %v", nc.Name, nc.Spec.Requirements)
+		}
+		zones[z] = true
+	}
+	if len(live) != 2 || len(zones) != 2 {
+		t.Errorf("%d claims in zones %v, want 2 in 2 zones", len(live), zones)
+	}
+}
