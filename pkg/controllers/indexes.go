@@ -8,8 +8,11 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
 )
@@ -66,3 +69,13 @@ func nonEmpty(s string) []string {
 func InstanceID(providerID string) string {
 	return providerID[strings.LastIndex(providerID, "/")+1:]
 }
+
+// EnqueueNodePoolOfClaim maps a NodeClaim event to a reconcile of the
+// NodePool named by its karpenter.sh/nodepool label: for controllers of a
+// pool that depends on its claims (counts, status).
+var EnqueueNodePoolOfClaim = handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+	if name := o.GetLabels()[v1.NodePoolLabelKey]; name != "" {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
+	}
+	return nil
+})

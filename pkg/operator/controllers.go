@@ -18,6 +18,7 @@ import (
 	claimtermination "github.com/nodewright/nodewright/pkg/controllers/nodeclaim/termination"
 	"github.com/nodewright/nodewright/pkg/controllers/nodepool/counter"
 	"github.com/nodewright/nodewright/pkg/controllers/nodepool/readiness"
+	"github.com/nodewright/nodewright/pkg/controllers/nodepool/static"
 	"github.com/nodewright/nodewright/pkg/controllers/provisioning"
 	"github.com/nodewright/nodewright/pkg/state"
 )
@@ -56,6 +57,7 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 		"node termination":      &nodetermination.Controller{Kube: kube},
 		"nodepool counter":      &counter.Controller{Kube: kube, Prices: cloud},
 		"nodepool readiness":    &readiness.Controller{Kube: kube, Recorder: recorder, NodeClass: cloud.NodeClass()},
+		"static nodepool":       &static.Controller{Kube: kube, Claims: mgr.GetAPIReader(), Cloud: cloud, Recorder: recorder},
 	} {
 		if err := c.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up %s controller: %w", name, err)

@@ -124,6 +124,20 @@ type Snapshot struct {
 	Deleting map[string][]*v1.NodeClaim
 }
 
+// DaemonSetPods is one template pod per DaemonSet: what the solver reserves
+// room for on every new node the DaemonSet would run on.
+func DaemonSetPods(dss []appsv1.DaemonSet) []*corev1.Pod {
+	pods := make([]*corev1.Pod, 0, len(dss))
+	for i := range dss {
+		ds := &dss[i]
+		pods = append(pods, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: ds.Name, Namespace: ds.Namespace, Labels: ds.Spec.Template.Labels},
+			Spec:       ds.Spec.Template.Spec,
+		})
+	}
+	return pods
+}
+
 // Snapshot lists everything and assembles the view.
 func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 	var (
@@ -151,13 +165,7 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 			pending = append(pending, p)
 		}
 	}
-	for i := range dss.Items {
-		ds := &dss.Items[i]
-		s.DaemonSets = append(s.DaemonSets, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: ds.Name, Namespace: ds.Namespace, Labels: ds.Spec.Template.Labels},
-			Spec:       ds.Spec.Template.Spec,
-		})
-	}
+	s.DaemonSets = DaemonSetPods(dss.Items)
 
 	claimByProvider := map[string]*v1.NodeClaim{}
 	seen := map[string]bool{}

@@ -163,8 +163,8 @@ func (c *Controller) Evaluate(ctx context.Context) ([]*v1.NodeClaim, error) {
 	c.evaluated = map[string][]*Candidate{}
 	for i := range pools.Items {
 		np := &pools.Items[i]
-		if !np.DeletionTimestamp.IsZero() || np.Spec.Replicas != nil {
-			continue // a static pool keeps its count; a deleted one goes whole
+		if !np.DeletionTimestamp.IsZero() {
+			continue // a deleted pool goes whole
 		}
 		got, err := c.evaluatePool(ctx, np, byPool[np.Name], moving)
 		disrupted = append(disrupted, got...)
@@ -195,6 +195,15 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 	methods := c.Methods
 	if len(methods) == 0 {
 		methods = []Method{Drift{}, Repair{}, Emptiness{}}
+	}
+	if np.Spec.Replicas != nil {
+		// A static pool keeps its count: its nodes are replaced (drifted,
+		// unhealthy; the static controller launches the replacement as the
+		// claim starts deleting) but never removed for being empty or
+		// underused.
+		methods = lo.Filter(methods, func(m Method, _ int) bool {
+			return m.Reason() != v1.DisruptionReasonEmpty && m.Reason() != v1.DisruptionReasonUnderutilized
+		})
 	}
 	var disrupted []*v1.NodeClaim
 	for _, m := range methods {

@@ -7,8 +7,10 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/test/harness"
 )
 
 // drifted marks nc Drifted, as the drift controller does.
@@ -53,5 +55,36 @@ func TestDriftedNodesAreReplacedWithinTheBudget(t *testing.T) {
 	}
 	if again, err := c.Evaluate(ctx); err != nil || len(again) != 0 {
 		t.Errorf("second pass disrupted %v (%v) with the Drifted budget spent", names(again), err)
+	}
+}
+
+// A static pool's drifted node is replaced (deleted, the static controller
+// launching its replacement), but its empty node stays: static pools are
+// not consolidated. Mutations tried: skipping static pools altogether (as
+// before) disrupts nothing; running every method on them deletes the empty
+// node too.
+func TestStaticPoolDriftsButKeepsEmptyNodes(t *testing.T) {
+	ctx := context.Background()
+	np := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: harness.Name("static")}}
+	np.Spec.Replicas = ptr.To[int64](2)
+	np.Spec.Template.Spec.NodeClassRef = &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"}
+	np.Spec.Template.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{}
+	np.Spec.Disruption.ConsolidateAfter = v1.MustParseNillableDuration("0s")
+	np.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "100%"}}
+	if err := cp.Client.Create(ctx, np); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Client.Delete(ctx, np) })
+	busy := node(t, np, now.Add(-time.Hour), nil, pod("web", "ReplicaSet"))
+	drifted(t, busy)
+	empty := node(t, np, now.Add(-time.Hour), nil)
+
+	c := &Controller{Kube: cp.Client, Recorder: &recorder{reasons: map[string][]string{}}, Now: func() time.Time { return now }}
+	got, err := c.Evaluate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != busy.Name {
+		t.Fatalf("disrupted %v in a static pool, want only the drifted %s (not the empty %s)", names(got), busy.Name, empty.Name)
 	}
 }

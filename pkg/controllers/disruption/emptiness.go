@@ -74,7 +74,11 @@ func (Emptiness) ShouldDisrupt(c *Candidate, now time.Time) (bool, string) {
 }
 
 // workloadPods counts the pods that would have to move off the node.
-func workloadPods(pods []*corev1.Pod) int {
+func workloadPods(pods []*corev1.Pod) int { return WorkloadPods(pods) }
+
+// WorkloadPods counts the pods that keep a node from being empty: running or
+// pending, not going, not mirror or DaemonSet pods.
+func WorkloadPods(pods []*corev1.Pod) int {
 	n := 0
 	for _, p := range pods {
 		if !p.DeletionTimestamp.IsZero() || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {

@@ -231,11 +231,22 @@ func largestAllowed(nc *v1.NodeClaim, cat *catalog.Catalog) corev1.ResourceList 
 	return out
 }
 
-// Launch creates the NodeClaim of one planned node, owned by its NodePool
-// and carrying the template plus the plan's narrowed requirements, and
-// tells the cluster state it exists, so that the next round counts it even
-// before the cache sees it.
+// Launch creates the NodeClaim of one planned node and tells the cluster
+// state it exists, so that the next round counts it even before the cache
+// sees it.
 func (p *Provisioner) Launch(ctx context.Context, c *scheduling.NodeClaimPlan, np *v1.NodePool) (*v1.NodeClaim, error) {
+	nc := NewNodeClaim(c, np)
+	if err := p.kube.Create(ctx, nc); err != nil {
+		return nil, fmt.Errorf("creating nodeclaim for nodepool %s: %w", np.Name, err)
+	}
+	p.cluster.ClaimCreated(nc, c.Pods...)
+	return nc, nil
+}
+
+// NewNodeClaim is the NodeClaim of one planned node, owned by its NodePool
+// and carrying the template plus the plan's narrowed requirements. The
+// static NodePool controller makes its claims the same way.
+func NewNodeClaim(c *scheduling.NodeClaimPlan, np *v1.NodePool) *v1.NodeClaim {
 	tmpl := np.Spec.Template
 	// c.Labels are the values the plan chose for the pool's custom keys: the
 	// lifecycle controller puts them on the Node when it registers.
@@ -244,7 +255,7 @@ func (p *Provisioner) Launch(ctx context.Context, c *scheduling.NodeClaimPlan, n
 	annotations := lo.Assign(tmpl.Annotations, map[string]string{
 		v1.NodePoolHashAnnotationKey: np.Hash(), v1.NodePoolHashVersionAnnotationKey: v1.NodePoolHashVersion,
 	})
-	nc := &v1.NodeClaim{
+	return &v1.NodeClaim{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: np.Name + "-",
 			Labels:       labels,
@@ -264,11 +275,6 @@ func (p *Provisioner) Launch(ctx context.Context, c *scheduling.NodeClaimPlan, n
 			ExpireAfter:            tmpl.Spec.ExpireAfter,
 		},
 	}
-	if err := p.kube.Create(ctx, nc); err != nil {
-		return nil, fmt.Errorf("creating nodeclaim for nodepool %s: %w", np.Name, err)
-	}
-	p.cluster.ClaimCreated(nc, c.Pods...)
-	return nc, nil
 }
 
 func placedExisting(plan *scheduling.Plan) int {

@@ -12,14 +12,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
+	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/pkg/metrics"
 )
 
@@ -110,11 +108,6 @@ func (c *Controller) cost(ctx context.Context, np *v1.NodePool, claims []v1.Node
 func (c *Controller) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).Named("nodepool.counter").
 		For(&v1.NodePool{}).
-		Watches(&v1.NodeClaim{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			if name := o.GetLabels()[v1.NodePoolLabelKey]; name != "" {
-				return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
-			}
-			return nil
-		})).
+		Watches(&v1.NodeClaim{}, controllers.EnqueueNodePoolOfClaim).
 		Complete(c)
 }
