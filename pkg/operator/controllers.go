@@ -48,7 +48,7 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 	for name, c := range map[string]interface {
 		SetupWithManager(ctrl.Manager) error
 	}{
-		"provisioning trigger":  &provisioning.PodTrigger{Reader: kube, Batcher: batcher},
+		"provisioning trigger":  &provisioning.PodTrigger{Reader: kube, Batcher: batcher, NodeClass: cloud.NodeClass()},
 		"nodeclaim lifecycle":   &lifecycle.Controller{Kube: kube, Cloud: cloud, Recorder: recorder},
 		"nodeclaim termination": &claimtermination.Controller{Kube: kube, Cloud: cloud, Recorder: recorder, Room: cluster},
 		"nodeclaim expiration":  &expiration.Controller{Kube: kube, Recorder: recorder},

@@ -19,12 +19,31 @@ import (
 )
 
 // PodTrigger starts a provisioning round when kube-scheduler marks a pod
-// unschedulable. A pod that stays pending re-triggers every recheck, so a
-// NodePool or node class that becomes usable later still gets it a node.
+// unschedulable, and when a NodePool or node class changes (one that becomes
+// Ready, or valid, can place the pods a round skipped). A pod that stays
+// pending re-triggers every recheck as a backstop.
 type PodTrigger struct {
 	Reader  client.Reader
 	Batcher *Batcher
 	Recheck time.Duration
+	// NodeClass is an empty object of the cloud's node class kind; nil
+	// watches NodePools only.
+	NodeClass client.Object
+}
+
+// poolChanged triggers a round on any change to a NodePool or node class:
+// before it, a class still resolving at start left 300 pending pods waiting
+// for the minute's recheck.
+func (r *PodTrigger) poolChanged() handler.Funcs {
+	trigger := func() { r.Batcher.Trigger() }
+	return handler.Funcs{
+		CreateFunc: func(context.Context, event.TypedCreateEvent[client.Object], workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			trigger()
+		},
+		UpdateFunc: func(context.Context, event.TypedUpdateEvent[client.Object], workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			trigger()
+		},
+	}
 }
 
 // Reconcile triggers the batcher for a provisionable pod.
@@ -66,8 +85,12 @@ func (r *PodTrigger) SetupWithManager(mgr ctrl.Manager) error {
 			}
 		},
 	}
-	return ctrl.NewControllerManagedBy(mgr).Named("provisioning.pods").
+	b := ctrl.NewControllerManagedBy(mgr).Named("provisioning.pods").
 		For(&corev1.Pod{}, builder.WithPredicates(pending)).
 		Watches(&v1.NodeClaim{}, claimGone).
-		Complete(r)
+		Watches(&v1.NodePool{}, r.poolChanged())
+	if r.NodeClass != nil {
+		b = b.Watches(r.NodeClass, r.poolChanged())
+	}
+	return b.Complete(r)
 }
