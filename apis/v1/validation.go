@@ -3,6 +3,7 @@ package v1
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -18,7 +19,7 @@ import (
 // nothing can honour. Each error names the field to fix.
 func (in *NodePool) RuntimeValidate() error {
 	errs := []error{in.DurationErrors()}
-	for _, k := range sortedKeys(in.Spec.Template.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(in.Spec.Template.Labels)) {
 		path := fmt.Sprintf("spec.template.metadata.labels[%q]", k)
 		errs = append(errs, labelKeyErr(path, k), labelValueErr(path, in.Spec.Template.Labels[k]))
 		if IsRestrictedLabel(k) {
@@ -52,13 +53,4 @@ func labelValueErr(path, v string) error {
 		return fmt.Errorf("%s: invalid label value %q: %s", path, v, strings.Join(msgs, "; "))
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
