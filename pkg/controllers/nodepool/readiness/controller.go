@@ -13,6 +13,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,7 +65,9 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return "NodeClassReady is False: " + classMessage
 	})
-	if equalStatus(before, np) {
+	// SetStatusCondition keeps a condition's transition time when its
+	// status holds, so an unchanged verdict leaves the status equal.
+	if equality.Semantic.DeepEqual(before.Status, np.Status) {
 		return ctrl.Result{}, nil
 	}
 	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
@@ -150,18 +153,6 @@ func (c *Controller) nodeClass(ctx context.Context, np *v1.NodePool) (bool, stri
 		return false, fmt.Sprintf("%s %s is Ready for generation %d, not yet for %d", kind, ref.Name, ready.ObservedGeneration, obj.GetGeneration()), obj.GetGeneration(), nil
 	}
 	return true, "", obj.GetGeneration(), nil
-}
-
-func equalStatus(a, b *v1.NodePool) bool {
-	if a.Status.NodeClassObservedGeneration != b.Status.NodeClassObservedGeneration || len(a.Status.Conditions) != len(b.Status.Conditions) {
-		return false
-	}
-	for _, t := range []string{v1.ConditionTypeValidationSucceeded, v1.ConditionTypeNodeClassReady, v1.ConditionTypeReady} {
-		if conditionChanged(a, b, t) {
-			return false
-		}
-	}
-	return true
 }
 
 func conditionChanged(a, b *v1.NodePool, t string) bool {
