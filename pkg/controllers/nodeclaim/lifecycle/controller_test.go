@@ -247,15 +247,7 @@ func TestInitializationTimeout(t *testing.T) {
 	now := time.Now()
 	c := &Controller{Kube: byProviderID{cp.Client}, Recorder: discard{}, Now: func() time.Time { return now }}
 	nc := launchedClaim(t, now)
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: harness.Name("node")},
-		Spec: corev1.NodeSpec{ProviderID: nc.Status.ProviderID, Taints: []corev1.Taint{v1.UnregisteredNoExecuteTaint}}}
-	if err := cp.Client.Create(ctx, node); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cp.Client.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.Name}}, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
-		_ = cp.Client.Delete(ctx, node)
-	})
+	joiningNode(t, nc)
 	step(t, c, nc) // registers
 	deleted := func() bool {
 		got := &v1.NodeClaim{}
@@ -314,6 +306,18 @@ func TestConflictIsRetriedNotAnError(t *testing.T) {
 	now := time.Now()
 	c := &Controller{Kube: staleNodes{byProviderID{cp.Client}}, Recorder: discard{}, Now: func() time.Time { return now }}
 	nc := launchedClaim(t, now)
+	joiningNode(t, nc)
+	res, err := c.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(nc)})
+	if err != nil || !res.Requeue {
+		t.Errorf("registering with a stale node: %v, %+v; want a requeue and no error", err, res)
+	}
+}
+
+// joiningNode creates the Node of nc as a kubelet registers it: with the
+// unregistered taint and nothing of the claim's yet.
+func joiningNode(t *testing.T, nc *v1.NodeClaim) *corev1.Node {
+	t.Helper()
+	ctx := context.Background()
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: harness.Name("node")},
 		Spec: corev1.NodeSpec{ProviderID: nc.Status.ProviderID, Taints: []corev1.Taint{v1.UnregisteredNoExecuteTaint}}}
 	if err := cp.Client.Create(ctx, node); err != nil {
@@ -323,8 +327,5 @@ func TestConflictIsRetriedNotAnError(t *testing.T) {
 		_ = cp.Client.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.Name}}, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
 		_ = cp.Client.Delete(ctx, node)
 	})
-	res, err := c.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(nc)})
-	if err != nil || !res.Requeue {
-		t.Errorf("registering with a stale node: %v, %+v; want a requeue and no error", err, res)
-	}
+	return node
 }
