@@ -135,6 +135,8 @@ func convert(e source) (catalog.SnapshotType, bool) {
 		return t, false
 	}
 	t.MaxENIs, t.IPv4PerENI = e.VPC.MaxENIs, e.VPC.IPsPerENI
+	eit := encryptsInTransit(e.InstanceType)
+	t.EncryptionInTransit = &eit
 	// EBS exposed as NVMe is a Nitro property; bare metal has no hypervisor.
 	switch {
 	case t.BareMetal:
@@ -241,4 +243,24 @@ func networkMbps(perf string) int64 {
 		return 0
 	}
 	return int64(g * 1000)
+}
+
+// encryptsInTransitFamilies are the families that encrypt traffic between
+// instances in hardware, as the EC2 user guide lists them (data protection,
+// encryption in transit), and the u-* high-memory types. ec2instances.info
+// has no such field; DescribeInstanceTypes has (NetworkInfo
+// EncryptionInTransitSupported), and replaces this at run time.
+var encryptsInTransitFamilies = map[string]bool{
+	"c5a": true, "c5ad": true, "c5n": true, "c6a": true, "c6gn": true, "c6i": true, "c6id": true, "c6in": true, "c7a": true, "c7g": true, "c7gd": true, "c7gn": true, "c7i": true, "c7i-flex": true,
+	"c8g": true, "c8gd": true, "c8i": true, "d3": true, "d3en": true, "dl1": true, "dl2q": true, "f2": true, "g4ad": true, "g4dn": true, "g5": true, "g6": true, "g6e": true, "gr6": true, "hpc6a": true,
+	"hpc6id": true, "hpc7a": true, "hpc7g": true, "i3en": true, "i4g": true, "i4i": true, "i7i": true, "i7ie": true, "i8g": true, "im4gn": true, "inf1": true, "inf2": true, "is4gen": true,
+	"m5dn": true, "m5n": true, "m5zn": true, "m6a": true, "m6i": true, "m6id": true, "m6idn": true, "m6in": true, "m7a": true, "m7g": true, "m7gd": true, "m7i": true, "m7i-flex": true, "m8g": true,
+	"m8gd": true, "m8i": true, "p3dn": true, "p4d": true, "p4de": true, "p5": true, "p5e": true, "p5en": true, "r5dn": true, "r5n": true, "r6a": true, "r6i": true, "r6id": true, "r6idn": true, "r6in": true,
+	"r7a": true, "r7g": true, "r7gd": true, "r7i": true, "r7iz": true, "r8g": true, "r8gd": true, "r8i": true, "trn1": true, "trn1n": true, "trn2": true, "vt1": true, "x2idn": true, "x2iedn": true,
+	"x2iezn": true, "x8g": true,
+}
+
+func encryptsInTransit(instanceType string) bool {
+	family, _, _ := strings.Cut(instanceType, ".")
+	return encryptsInTransitFamilies[family] || strings.HasPrefix(family, "u-") || strings.HasPrefix(family, "u7")
 }

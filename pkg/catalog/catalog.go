@@ -53,6 +53,11 @@ var CatalogKeys = func() map[string]bool {
 		awsv1.LabelInstanceNetworkBandwidth: true, awsv1.LabelInstanceGPUName: true, awsv1.LabelInstanceGPUManufacturer: true,
 		awsv1.LabelInstanceGPUCount: true, awsv1.LabelInstanceGPUMemory: true, awsv1.LabelInstanceAcceleratorName: true,
 		awsv1.LabelInstanceAcceleratorManufacturer: true, awsv1.LabelInstanceAcceleratorCount: true,
+		awsv1.LabelInstanceTenancy: true, awsv1.LabelInstanceCapabilityFlex: true,
+		awsv1.LabelInstanceEncryptionInTransitSupported: true,
+		// No type has a Windows build (nodewright launches Linux nodes), so a
+		// requirement on one matches nothing instead of labelling a Linux node.
+		v1.LabelWindowsBuild: true,
 	}
 	for k := range offeringKeys {
 		keys[k] = true

@@ -401,3 +401,68 @@ func TestRiskAdjustedPrice(t *testing.T) {
 		t.Errorf(">20%% bucket at weight 0.1 = %v, want 0.11", got)
 	}
 }
+
+// TestAWSLabelsAreCatalogKeys: the karpenter.k8s.aws labels that describe an
+// instance rather than a pool are answered from the instance data, so a
+// requirement on one narrows the types instead of becoming a plain label on a
+// node without the property (fails with the keys left out of CatalogKeys:
+// "dedicated" then matches every type; tried).
+func TestAWSLabelsAreCatalogKeys(t *testing.T) {
+	c := region(t, "us-east-1")
+	for name, want := range map[string]map[string]string{
+		"m5.xlarge":        {awsv1.LabelInstanceTenancy: "default", awsv1.LabelInstanceCapabilityFlex: "false", awsv1.LabelInstanceEncryptionInTransitSupported: "false"},
+		"m5n.xlarge":       {awsv1.LabelInstanceEncryptionInTransitSupported: "true"},
+		"c7i-flex.large":   {awsv1.LabelInstanceCapabilityFlex: "true", awsv1.LabelInstanceEncryptionInTransitSupported: "true", awsv1.LabelInstanceFamily: "c7i-flex"},
+		"m6g.large":        {awsv1.LabelInstanceEncryptionInTransitSupported: "false"},
+		"u-6tb1.112xlarge": {awsv1.LabelInstanceEncryptionInTransitSupported: "true"},
+	} {
+		it := c.Get(name)
+		if it == nil {
+			t.Errorf("%s missing", name)
+			continue
+		}
+		for k, v := range want {
+			if got := it.Labels[k]; got != v {
+				t.Errorf("%s: %s = %q, want %q", name, k, got, v)
+			}
+		}
+	}
+	filter := func(key string, op corev1.NodeSelectorOperator, vals ...string) ([]Candidate, error) {
+		return c.Filter(requirements.Requirements{key: requirements.MustNew(key, op, vals...)})
+	}
+	if got, err := filter(awsv1.LabelInstanceTenancy, corev1.NodeSelectorOpIn, "dedicated"); err == nil {
+		t.Errorf("dedicated tenancy matched %d types; nodewright launches shared tenancy only", len(got))
+	}
+	if got, err := filter(v1.LabelWindowsBuild, corev1.NodeSelectorOpIn, "10.0.20348"); err == nil {
+		t.Errorf("a Windows build matched %d Linux types", len(got))
+	}
+	for _, tc := range []struct {
+		key   string
+		op    corev1.NodeSelectorOperator
+		vals  []string
+		check func(*InstanceType) bool
+	}{
+		{awsv1.LabelInstanceTenancy, corev1.NodeSelectorOpIn, []string{"default"}, func(*InstanceType) bool { return true }},
+		{v1.LabelWindowsBuild, corev1.NodeSelectorOpDoesNotExist, nil, func(*InstanceType) bool { return true }},
+		{awsv1.LabelInstanceCapabilityFlex, corev1.NodeSelectorOpIn, []string{"true"}, func(it *InstanceType) bool {
+			return strings.Contains(it.Name, "-flex.")
+		}},
+		{awsv1.LabelInstanceEncryptionInTransitSupported, corev1.NodeSelectorOpIn, []string{"true"}, func(it *InstanceType) bool {
+			return *it.Spec.EncryptionInTransit
+		}},
+	} {
+		got, err := filter(tc.key, tc.op, tc.vals...)
+		if err != nil {
+			t.Fatalf("%s %s %v: %v", tc.key, tc.op, tc.vals, err)
+		}
+		want := 0
+		for _, it := range c.Types {
+			if tc.check(it) {
+				want++
+			}
+		}
+		if len(got) != want || want == 0 {
+			t.Errorf("%s %s %v matched %d types, want %d", tc.key, tc.op, tc.vals, len(got), want)
+		}
+	}
+}

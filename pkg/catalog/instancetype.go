@@ -248,17 +248,22 @@ var familyPattern = regexp.MustCompile(`^([a-z]+)(\d+)`)
 func (t SnapshotType) labels(region string) map[string]string {
 	family, size, _ := strings.Cut(t.Name, ".")
 	l := map[string]string{
-		v1.LabelInstanceTypeStable:      t.Name,
-		v1.LabelArchStable:              t.Arch,
-		v1.LabelOSStable:                "linux",
-		v1.LabelTopologyRegion:          region,
-		awsv1.LabelInstanceFamily:       family,
-		awsv1.LabelInstanceSize:         size,
-		awsv1.LabelInstanceCPU:          strconv.Itoa(int(t.VCPU)),
-		awsv1.LabelInstanceMemory:       strconv.FormatInt(t.MemoryMiB, 10),
-		awsv1.LabelInstanceHypervisor:   t.Hypervisor,
-		awsv1.LabelInstanceLocalNVME:    strconv.FormatInt(t.LocalNVMeGiB(), 10),
-		awsv1.LabelInstanceEBSBandwidth: strconv.FormatInt(t.EBSMbps, 10),
+		v1.LabelInstanceTypeStable:        t.Name,
+		v1.LabelArchStable:                t.Arch,
+		v1.LabelOSStable:                  "linux",
+		v1.LabelTopologyRegion:            region,
+		awsv1.LabelInstanceFamily:         family,
+		awsv1.LabelInstanceSize:           size,
+		awsv1.LabelInstanceCPU:            strconv.Itoa(int(t.VCPU)),
+		awsv1.LabelInstanceMemory:         strconv.FormatInt(t.MemoryMiB, 10),
+		awsv1.LabelInstanceHypervisor:     t.Hypervisor,
+		awsv1.LabelInstanceLocalNVME:      strconv.FormatInt(t.LocalNVMeGiB(), 10),
+		awsv1.LabelInstanceEBSBandwidth:   strconv.FormatInt(t.EBSMbps, 10),
+		awsv1.LabelInstanceTenancy:        "default",
+		awsv1.LabelInstanceCapabilityFlex: strconv.FormatBool(strings.Contains(family, "-flex")),
+	}
+	if t.EncryptionInTransit != nil {
+		l[awsv1.LabelInstanceEncryptionInTransitSupported] = strconv.FormatBool(*t.EncryptionInTransit)
 	}
 	if m := familyPattern.FindStringSubmatch(family); m != nil {
 		l[awsv1.LabelInstanceCategory] = m[1]

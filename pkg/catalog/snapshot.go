@@ -40,6 +40,11 @@ type SnapshotType struct {
 	MaxENIs     int32 `json:"enis"`
 	IPv4PerENI  int32 `json:"ips"`
 	BareMetal   bool  `json:"metal,omitempty"`
+	// EncryptionInTransit is whether the type encrypts traffic between
+	// instances (DescribeInstanceTypes' NetworkInfo); nil where the source did
+	// not say, and then the type has no encryption-in-transit label rather
+	// than a guessed one.
+	EncryptionInTransit *bool `json:"eit,omitempty"`
 	// Regions maps a region to where and at what price the type is offered.
 	Regions map[string]SnapshotRegion `json:"r"`
 }

@@ -343,3 +343,20 @@ func describePlan(p *Plan) string {
 }
 
 var _ = requirements.Requirements{}
+
+// TestBetaLabelsSelectLikeStableOnes: a pod written with the deprecated zone
+// and instance-type keys gets a node in that zone of that type, not a node of
+// any type labelled with the beta key (fails when requirements keep beta keys:
+// the claim's zone is the cheapest one; tried).
+func TestBetaLabelsSelectLikeStableOnes(t *testing.T) {
+	p := pod("1", "1Gi", withSelector(corev1.LabelFailureDomainBetaZone, "test-1c", corev1.LabelInstanceType, "ref-007.size"))
+	plan := solve(t, []*corev1.Pod{p})
+	requireAllPlaced(t, plan, 1)
+	c := claimOf(plan, p)
+	if zoneOf(c) != "test-1c" || len(c.InstanceTypes) != 1 || c.InstanceTypes[0].Type.Name != "ref-007.size" {
+		t.Errorf("claim in %s as %v, want test-1c as ref-007.size", zoneOf(c), c.InstanceTypes)
+	}
+	if _, ok := c.Labels[corev1.LabelFailureDomainBetaZone]; ok {
+		t.Errorf("claim labels %v carry the beta key", c.Labels)
+	}
+}

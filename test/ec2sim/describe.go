@@ -99,6 +99,7 @@ type instanceTypeXML struct {
 		NetworkPerformance        string `xml:"networkPerformance,omitempty"`
 		MaximumNetworkInterfaces  int32  `xml:"maximumNetworkInterfaces"`
 		IPv4AddressesPerInterface int32  `xml:"ipv4AddressesPerInterface"`
+		EncryptionInTransit       bool   `xml:"encryptionInTransitSupported"`
 		NetworkCards              items[struct {
 			NetworkCardIndex         int32   `xml:"networkCardIndex"`
 			MaximumNetworkInterfaces int32   `xml:"maximumNetworkInterfaces"`
@@ -146,6 +147,7 @@ func instanceTypeInfo(t catalog.SnapshotType, r catalog.SnapshotRegion) instance
 		}{t.LocalNVMeGB, "required"}
 	}
 	x.NetworkInfo.MaximumNetworkInterfaces, x.NetworkInfo.IPv4AddressesPerInterface = t.MaxENIs, t.IPv4PerENI
+	x.NetworkInfo.EncryptionInTransit = t.EncryptionInTransit != nil && *t.EncryptionInTransit
 	if t.NetworkMbps > 0 {
 		x.NetworkInfo.NetworkPerformance = fmt.Sprintf("%g Gigabit", float64(t.NetworkMbps)/1000)
 	}

@@ -23,9 +23,16 @@ const (
 	LabelInstanceAcceleratorName              = Group + "/instance-accelerator-name"
 	LabelInstanceAcceleratorManufacturer      = Group + "/instance-accelerator-manufacturer"
 	LabelInstanceAcceleratorCount             = Group + "/instance-accelerator-count"
-	LabelTopologyZoneID                       = "topology.k8s.aws/zone-id"
-	LabelCapacityReservationID                = Group + "/capacity-reservation-id"
-	LabelEC2NodeClass                         = Group + "/ec2nodeclass"
+	// LabelInstanceTenancy is default on every node nodewright launches: it
+	// launches shared-tenancy instances only, so a requirement for dedicated
+	// matches no instance type rather than labelling a shared instance.
+	LabelInstanceTenancy = Group + "/instance-tenancy"
+	// LabelInstanceCapabilityFlex is "true" for the flex families (c7i-flex,
+	// m7i-flex, ...), whose baseline is a share of the vCPUs, "false" for others.
+	LabelInstanceCapabilityFlex = Group + "/instance-capability-flex"
+	LabelTopologyZoneID         = "topology.k8s.aws/zone-id"
+	LabelCapacityReservationID  = Group + "/capacity-reservation-id"
+	LabelEC2NodeClass           = Group + "/ec2nodeclass"
 )
 
 // Tags nodewright puts on the EC2 resources it creates, used to find its own

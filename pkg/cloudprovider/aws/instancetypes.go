@@ -402,6 +402,7 @@ func specFromEC2(info ec2types.InstanceTypeInfo) (catalog.SnapshotType, bool) {
 	t.ClockMHz = int32(math.Round(aws.ToFloat64(info.ProcessorInfo.SustainedClockSpeedInGhz) * 1000))
 	t.MaxENIs = aws.ToInt32(info.NetworkInfo.MaximumNetworkInterfaces)
 	t.IPv4PerENI = aws.ToInt32(info.NetworkInfo.Ipv4AddressesPerInterface)
+	t.EncryptionInTransit = info.NetworkInfo.EncryptionInTransitSupported
 	for _, card := range info.NetworkInfo.NetworkCards {
 		t.NetworkMbps += int64(math.Round(aws.ToFloat64(card.PeakBandwidthInGbps) * 1000))
 	}

@@ -19,6 +19,19 @@ import (
 	v1 "github.com/nodewright/nodewright/apis/v1"
 )
 
+// NormalizedLabels maps deprecated label keys that mean the same thing as a
+// well-known key to that key: the beta Kubernetes labels that kubelets still
+// set, and the EBS CSI driver's zone key that PV node affinity and
+// StorageClass allowedTopologies use. Karpenter normalizes the same keys.
+var NormalizedLabels = map[string]string{
+	corev1.LabelFailureDomainBetaZone:   corev1.LabelTopologyZone,
+	corev1.LabelFailureDomainBetaRegion: corev1.LabelTopologyRegion,
+	"beta.kubernetes.io/arch":           corev1.LabelArchStable,
+	"beta.kubernetes.io/os":             corev1.LabelOSStable,
+	corev1.LabelInstanceType:            corev1.LabelInstanceTypeStable,
+	"topology.ebs.csi.aws.com/zone":     corev1.LabelTopologyZone,
+}
+
 // Requirement is the set of values one label key may take. The set is either
 // Values (complement false) or everything but Values (complement true), further
 // narrowed to integers in (greaterThan, lessThan) when those are set.
@@ -38,8 +51,15 @@ type Requirement struct {
 }
 
 // New builds a requirement from an operator and values, as written in a
-// NodePool or a pod's node affinity.
+// NodePool or a pod's node affinity. A deprecated alias key (see
+// NormalizedLabels) becomes its stable key, as in Karpenter: the catalog and
+// the solver know the stable keys only, and a pod selecting
+// beta.kubernetes.io/arch would otherwise get a node labelled with it but of
+// any architecture.
 func New(key string, op corev1.NodeSelectorOperator, values ...string) (*Requirement, error) {
+	if stable, ok := NormalizedLabels[key]; ok {
+		key = stable
+	}
 	r := &Requirement{Key: key, values: sets.New[string]()}
 	switch op {
 	case corev1.NodeSelectorOpIn:

@@ -142,3 +142,32 @@ func TestAny(t *testing.T) {
 		}
 	}
 }
+
+// TestDeprecatedKeysAreNormalized: the beta keys and the EBS CSI zone key are
+// read as their stable keys, so they narrow the catalog (fails without the
+// NormalizedLabels lookup in New: the key stays beta; tried).
+func TestDeprecatedKeysAreNormalized(t *testing.T) {
+	for from, to := range map[string]string{
+		"beta.kubernetes.io/arch":                  corev1.LabelArchStable,
+		"beta.kubernetes.io/os":                    corev1.LabelOSStable,
+		"beta.kubernetes.io/instance-type":         corev1.LabelInstanceTypeStable,
+		"failure-domain.beta.kubernetes.io/zone":   corev1.LabelTopologyZone,
+		"failure-domain.beta.kubernetes.io/region": corev1.LabelTopologyRegion,
+		"topology.ebs.csi.aws.com/zone":            corev1.LabelTopologyZone,
+		"example.com/team":                         "example.com/team",
+	} {
+		if r := MustNew(from, corev1.NodeSelectorOpIn, "x"); r.Key != to {
+			t.Errorf("%s became %s, want %s", from, r.Key, to)
+		}
+	}
+	reqs, err := FromNodePool([]v1.NodeSelectorRequirementWithMinValues{
+		{Key: "failure-domain.beta.kubernetes.io/zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"us-east-1a", "us-east-1b"}},
+		{Key: corev1.LabelTopologyZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"us-east-1b", "us-east-1c"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 1 || !reqs[corev1.LabelTopologyZone].Has("us-east-1b") || reqs[corev1.LabelTopologyZone].Len() != 1 {
+		t.Errorf("beta and stable zone requirements should intersect to us-east-1b, got %v", reqs)
+	}
+}
