@@ -353,14 +353,20 @@ func TestCreateNeedsAReadyNodeClass(t *testing.T) {
 	if _, err := p.Create(context.Background(), claim); !cloudprovider.IsNodeClassNotReady(err) {
 		t.Errorf("a non-EC2NodeClass reference: got %v", err)
 	}
+	claim = newClaim("default")
+	claim.Spec.NodeClassRef.Group = "karpenter.kwok.sh"
+	if _, err := p.Create(context.Background(), claim); !cloudprovider.IsNodeClassNotReady(err) {
+		t.Errorf("an EC2NodeClass of another group: got %v", err)
+	}
 	if n := e.sim.Calls("CreateFleet"); n != 0 {
 		t.Errorf("CreateFleet called %d times", n)
 	}
 }
 
 // TestPlanFleet: the fleet asks for at most MaxFleetOverrides pools, the
-// cheapest, only of types that fit the claim's requests and run one of the
-// node class's AMIs, one subnet per zone.
+// cheapest, only of types that fit the claim's requests and its requirements
+// (here a NotIn on the family) and run one of the node class's AMIs, one
+// subnet per zone.
 func TestPlanFleet(t *testing.T) {
 	e := newEnv(t)
 	nc := e.resolved(t, seedNodeClass(t))
@@ -371,6 +377,8 @@ func TestPlanFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	claim := newClaim(nc.Name, req(v1.CapacityTypeLabelKey, v1.CapacityTypeOnDemand))
+	claim.Spec.Requirements = append(claim.Spec.Requirements, v1.NodeSelectorRequirementWithMinValues{
+		Key: awsv1.LabelInstanceFamily, Operator: corev1.NodeSelectorOpNotIn, Values: []string{"m5", "c5"}})
 	claim.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("7"), corev1.ResourceMemory: resource.MustParse("20Gi")}
 	reqs, _ := requirements.FromNodePool(claim.Spec.Requirements)
 	plan, err := p.planFleet(claim, nc, reqs, c, settings, p.subnets.byZone(nc.Status.Subnets))
@@ -383,6 +391,9 @@ func TestPlanFleet(t *testing.T) {
 	for i, o := range plan.overrides {
 		if i > 0 && o.price < plan.overrides[i-1].price {
 			t.Errorf("pool %d ($%v) is cheaper than pool %d ($%v): not cheapest first", i, o.price, i-1, plan.overrides[i-1].price)
+		}
+		if f := o.instanceType.Labels[awsv1.LabelInstanceFamily]; f == "m5" || f == "c5" {
+			t.Errorf("%s is of a family the claim excludes", o.instanceType.Name)
 		}
 		if o.instanceType.Spec.VCPU < 8 {
 			t.Errorf("%s (%d vCPU) cannot hold 7 CPUs of requests", o.instanceType.Name, o.instanceType.Spec.VCPU)

@@ -31,11 +31,23 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, func(*ec2sim.Scenario) {})
+}
+
+// newEnvWith is newEnv with the region's scenario changed first (an image
+// tagged, a resource added) for what the shipped scenario does not have.
+func newEnvWith(t *testing.T, change func(*ec2sim.Scenario)) *env {
+	t.Helper()
 	snap, err := catalog.EmbeddedSnapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := ec2sim.StartRegion(region)
+	scenario, err := ec2sim.LoadScenario(region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	change(scenario)
+	sim, err := ec2sim.Start(scenario, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodewright/nodewright/test/ec2sim"
+	"github.com/samber/lo"
+
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -174,6 +177,43 @@ func TestAMITerms(t *testing.T) {
 	status, _ = e.resolver(t).Resolve(context.Background(), nc)
 	if len(status.AMIs) != 2 || status.AMIs[0].ID != "ami-0a2023000000000b1" || status.AMIs[1].ID != "ami-0a2023000000000a0" {
 		t.Errorf("id terms = %+v, want both, newest first", status.AMIs)
+	}
+}
+
+// TestAMITermsByTagsAndSSMParameter: a tags term selects the images carrying
+// every tag (any value for "*"), an ssmParameter term the image the
+// parameter names (fails when the term's tags or parameter are not read:
+// every image, or none; tried dropping the tag filter).
+func TestAMITermsByTagsAndSSMParameter(t *testing.T) {
+	e := newEnvWith(t, func(s *ec2sim.Scenario) {
+		for i := range s.Images {
+			if s.Images[i].ID == "ami-0a2023000000000a0" {
+				s.Images[i].Tags = map[string]string{"team": "platform", "golden": "2026-10"}
+			}
+		}
+	})
+	nc := seedNodeClass(t)
+	nc.Spec.AMIFamily = ptr.To("AL2023")
+	for _, tc := range []struct {
+		term awsv1.AMISelectorTerm
+		want []string
+	}{
+		{awsv1.AMISelectorTerm{Tags: map[string]string{"team": "platform", "golden": "*"}}, []string{"ami-0a2023000000000a0"}},
+		{awsv1.AMISelectorTerm{Tags: map[string]string{"team": "platform", "golden": "2026-11"}}, nil},
+		{awsv1.AMISelectorTerm{SSMParameter: "/aws/service/eks/optimized-ami/1.37/amazon-linux-2023/arm64/standard/recommended/image_id"}, []string{"ami-0a2023000000000b1"}},
+	} {
+		nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{tc.term}
+		status, err := e.resolver(t).Resolve(context.Background(), nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := lo.Map(status.AMIs, func(a awsv1.AMI, _ int) string { return a.ID })
+		if len(got) == 0 {
+			got = nil
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("term %+v selected %v, want %v", tc.term, got, tc.want)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package provisioning
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -286,5 +287,50 @@ func TestNodePoolWithoutNodeClassIsReported(t *testing.T) {
 	}
 	if pod := ns + "/p-0000"; !slices.Contains(rec.reasons[pod], "FailedScheduling") {
 		t.Errorf("events on the pod: %v", rec.reasons[pod])
+	}
+}
+
+// TestClaimCarriesTheTemplate: what the NodePool template says of a node
+// (labels, annotations, taints, startup taints, expireAfter,
+// terminationGracePeriod, the node class) is on every NodeClaim made from it
+// (fails when newClaim drops ExpireAfter or TerminationGracePeriod: tried).
+func TestClaimCarriesTheTemplate(t *testing.T) {
+	ctx := context.Background()
+	p, _ := newProvisioner(t)
+	ns := cp.Namespace(t)
+	np := seedPool(t, false)
+	tmpl := &np.Spec.Template
+	tmpl.Labels["team"] = "data"
+	tmpl.Annotations = map[string]string{"example.com/owner": "platform"}
+	tmpl.Spec.StartupTaints = []corev1.Taint{{Key: "node.cilium.io/agent-not-ready", Value: "true", Effect: corev1.TaintEffectNoExecute}}
+	tmpl.Spec.ExpireAfter = v1.MustParseNillableDuration("168h")
+	tmpl.Spec.TerminationGracePeriod = v1.NewDuration(90 * time.Minute)
+	if err := cp.Client.Update(ctx, np); err != nil {
+		t.Fatal(err)
+	}
+	pendingPods(t, ns, np.Name, 3)
+	res, err := p.Provision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Created) == 0 {
+		t.Fatalf("no claims: %+v", res.Plan.Unschedulable)
+	}
+	for _, nc := range res.Created {
+		if nc.Labels["team"] != "data" || nc.Labels["pool"] != np.Name || nc.Annotations["example.com/owner"] != "platform" {
+			t.Errorf("claim %s labels %v annotations %v", nc.Name, nc.Labels, nc.Annotations)
+		}
+		if !reflect.DeepEqual(nc.Spec.Taints, tmpl.Spec.Taints) || !reflect.DeepEqual(nc.Spec.StartupTaints, tmpl.Spec.StartupTaints) {
+			t.Errorf("claim %s taints %v / startup %v, want %v / %v", nc.Name, nc.Spec.Taints, nc.Spec.StartupTaints, tmpl.Spec.Taints, tmpl.Spec.StartupTaints)
+		}
+		if d := nc.Spec.ExpireAfter.Duration; d == nil || *d != 168*time.Hour {
+			t.Errorf("claim %s expireAfter %v, want 168h", nc.Name, nc.Spec.ExpireAfter)
+		}
+		if g := nc.Spec.TerminationGracePeriod; g == nil || g.Duration != 90*time.Minute {
+			t.Errorf("claim %s terminationGracePeriod %v, want 1h30m", nc.Name, g)
+		}
+		if *nc.Spec.NodeClassRef != *tmpl.Spec.NodeClassRef {
+			t.Errorf("claim %s nodeClassRef %+v, want %+v", nc.Name, nc.Spec.NodeClassRef, tmpl.Spec.NodeClassRef)
+		}
 	}
 }
