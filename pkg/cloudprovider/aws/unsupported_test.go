@@ -25,12 +25,8 @@ func TestNotYetSupportedFieldsAreRefused(t *testing.T) {
 		"spec.networkInterfaces[0]": func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.NetworkInterfaces = []awsv1.NetworkInterface{{InterfaceType: "efa-only", NetworkCardIndex: 1}}
 		},
-		"spec.ipPrefixCount": func(nc *awsv1.EC2NodeClass) { nc.Spec.IPPrefixCount = ptr.To[int32](1) },
 		"spec.placementGroupSelector.name": func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.PlacementGroupSelector = &awsv1.PlacementGroupSelector{Name: "training"}
-		},
-		"spec.connectionTracking.udpTimeout": func(nc *awsv1.EC2NodeClass) {
-			nc.Spec.ConnectionTracking = &awsv1.ConnectionTracking{UDPTimeout: ptr.To[int32](30)}
 		},
 		"spec.cpuOptions.nestedVirtualization": func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.CPUOptions = &awsv1.CPUOptions{NestedVirtualization: ptr.To("enabled")}
