@@ -40,6 +40,10 @@ type SnapshotType struct {
 	MaxENIs     int32 `json:"enis"`
 	IPv4PerENI  int32 `json:"ips"`
 	BareMetal   bool  `json:"metal,omitempty"`
+	// NestedVirtualization is whether EC2 lists nested-virtualization among
+	// the type's processor features. Only DescribeInstanceTypes says so: the
+	// snapshot's source does not, so it is false in the embedded snapshot.
+	NestedVirtualization bool `json:"nestedVirt,omitempty"`
 	// Regions maps a region to where and at what price the type is offered.
 	Regions map[string]SnapshotRegion `json:"r"`
 }

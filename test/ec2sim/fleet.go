@@ -331,6 +331,10 @@ func (s *Server) candidatesLocked(req *fleetRequest, capacityType string) ([]*ca
 					fail("InvalidParameterValue", "The architecture '%s' of the specified instance type does not match the architecture '%s' of the specified AMI. Specify an instance type and an AMI that have matching architectures, and try again.", arch, image.Arch)
 					continue
 				}
+				if config.lt.Data.NestedVirtualization == "enabled" && !spec.NestedVirtualization {
+					fail("Unsupported", "Nested virtualization is not supported for instance type '%s'.", instanceType)
+					continue
+				}
 				if code, message := interfaceProblem(config.lt.Data.NetworkInterfaces, instanceType, spec); code != "" {
 					fail(code, "%s", message)
 					continue

@@ -35,6 +35,9 @@ type LaunchTemplateData struct {
 	IAMInstanceProfile  IAMInstanceProfile
 	MetadataOptions     MetadataOptions
 	BlockDeviceMappings []BlockDeviceMapping
+	// NestedVirtualization is CpuOptions.NestedVirtualization: "", enabled
+	// or disabled.
+	NestedVirtualization string
 	// NetworkInterfaces are the interfaces the template names; with any,
 	// security groups are given on them instead of in SecurityGroupIDs.
 	NetworkInterfaces []NetworkInterface
@@ -220,7 +223,7 @@ func (s *Server) createLaunchTemplate(p params) (any, *APIError) {
 func readLaunchTemplateData(p params) (LaunchTemplateData, *APIError) {
 	d := LaunchTemplateData{
 		ImageID: p.get("ImageId"), InstanceType: p.get("InstanceType"), UserData: p.get("UserData"),
-		SecurityGroupIDs: p.list("SecurityGroupId"),
+		SecurityGroupIDs: p.list("SecurityGroupId"), NestedVirtualization: p.get("CpuOptions.NestedVirtualization"),
 		IAMInstanceProfile: IAMInstanceProfile{
 			Name: p.get("IamInstanceProfile.Name"), ARN: p.get("IamInstanceProfile.Arn"),
 		},

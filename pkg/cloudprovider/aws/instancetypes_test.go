@@ -31,11 +31,29 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvOn(t, nil)
+}
+
+// newEnvOn is newEnv with a simulator serving the embedded snapshot as edit
+// changes it (the provider's offline snapshot stays the embedded one).
+func newEnvOn(t *testing.T, edit func(*catalog.Snapshot)) *env {
+	t.Helper()
 	snap, err := catalog.EmbeddedSnapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := ec2sim.StartRegion(region)
+	scenario, err := ec2sim.LoadScenario(region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	simSnap, err := catalog.EmbeddedSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(simSnap)
+	}
+	sim, err := ec2sim.Start(scenario, simSnap)
 	if err != nil {
 		t.Fatal(err)
 	}

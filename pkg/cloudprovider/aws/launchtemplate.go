@@ -125,6 +125,9 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 	} else {
 		data.SecurityGroupIds = groups
 	}
+	if nv := nc.Spec.CPUOptions; nv != nil && nv.NestedVirtualization != nil {
+		data.CpuOptions = &ec2types.LaunchTemplateCpuOptionsRequest{NestedVirtualization: ec2types.NestedVirtualizationSpecification(*nv.NestedVirtualization)}
+	}
 	if e := nc.Spec.EnclaveOptions; e != nil {
 		data.EnclaveOptions = &ec2types.LaunchTemplateEnclaveOptionsRequest{Enabled: e.Enabled}
 	}

@@ -9,6 +9,7 @@ import (
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/test/ec2sim"
 )
 
@@ -100,5 +101,55 @@ func TestPrefixCountNarrowsTheCatalog(t *testing.T) {
 				t.Errorf("ipPrefixCount %d: %s offered, EC2 refuses it", c.prefixes, name)
 			}
 		}
+	}
+}
+
+// cpuOptions.nestedVirtualization reaches the template's CpuOptions; enabled,
+// the class plans and launches only types EC2 lists the feature for (m5.xlarge
+// in the simulator here, standing in for c8i/m8i/r8i, which the embedded
+// snapshot predates), read from DescribeInstanceTypes; disabled, any type.
+// Mutations tried: CpuOptions left out of the template (template lacked
+// it); typeNeeds ignoring nested virtualization (m5.large planned, and its
+// launch refused); specFromEC2 not reading the processor features (no type
+// left for the enabled class).
+func TestNestedVirtualization(t *testing.T) {
+	e := newEnvOn(t, func(s *catalog.Snapshot) {
+		for i := range s.Types {
+			if s.Types[i].Name == "m5.xlarge" {
+				s.Types[i].NestedVirtualization = true
+			}
+		}
+	})
+	var classes []*awsv1.EC2NodeClass
+	for _, setting := range []string{"enabled", "disabled"} {
+		nc := seedNodeClass(t)
+		nc.Name = "nested-" + setting
+		nc.Spec.CPUOptions = &awsv1.CPUOptions{NestedVirtualization: ptr.To(setting)}
+		classes = append(classes, e.resolved(t, nc))
+	}
+	p := e.cloudProvider(t, classes...)
+	ctx := context.Background()
+	enabled, _, err := p.Catalog(ctx, pool("nested-enabled"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(enabled.Types) != 1 || enabled.Types[0].Name != "m5.xlarge" {
+		t.Errorf("enabled: catalog of %d types, want only m5.xlarge", len(enabled.Types))
+	}
+	disabled, _, err := p.Catalog(ctx, pool("nested-disabled"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if disabled.Get("m5.large") == nil {
+		t.Error("disabled: m5.large missing")
+	}
+	if _, err := p.Create(ctx, newClaim("nested-enabled", req(v1.CapacityTypeLabelKey, v1.CapacityTypeOnDemand), req(v1.LabelInstanceTypeStable, "m5.large", "m5.xlarge"))); err != nil {
+		t.Fatal(err)
+	}
+	if lt := onlyTemplate(t, e.sim); lt.Data.NestedVirtualization != "enabled" {
+		t.Errorf("template nested virtualization %q, want enabled", lt.Data.NestedVirtualization)
+	}
+	if _, err := p.Create(ctx, newClaim("nested-enabled", req(v1.CapacityTypeLabelKey, v1.CapacityTypeOnDemand), req(v1.LabelInstanceTypeStable, "m5.large"))); err == nil {
+		t.Error("a claim for m5.large only launched with nested virtualization enabled")
 	}
 }

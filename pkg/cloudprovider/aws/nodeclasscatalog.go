@@ -110,16 +110,24 @@ type typeNeeds struct {
 	// and each takes one of the primary interface's address slots besides
 	// its primary address.
 	ipv4Prefixes int32
+	// nestedVirtualization (spec.cpuOptions.nestedVirtualization enabled)
+	// runs only on types EC2 lists the feature for.
+	nestedVirtualization bool
 }
 
 func typeNeedsOf(nc *awsv1.EC2NodeClass) typeNeeds {
-	return typeNeeds{ipv4Prefixes: ptr.Deref(nc.Spec.IPPrefixCount, 0)}
+	needs := typeNeeds{ipv4Prefixes: ptr.Deref(nc.Spec.IPPrefixCount, 0)}
+	if co := nc.Spec.CPUOptions; co != nil {
+		needs.nestedVirtualization = ptr.Deref(co.NestedVirtualization, "") == "enabled"
+	}
+	return needs
 }
 
 // allow reports whether EC2 launches t with these needs.
 func (n typeNeeds) allow(t catalog.SnapshotType) bool {
 	nitro := t.Hypervisor == "nitro" || t.BareMetal
-	return n.ipv4Prefixes == 0 || (nitro && n.ipv4Prefixes <= t.IPv4PerENI-1)
+	prefixes := n.ipv4Prefixes == 0 || (nitro && n.ipv4Prefixes <= t.IPv4PerENI-1)
+	return prefixes && (!n.nestedVirtualization || t.NestedVirtualization)
 }
 
 // restrictCatalog rebuilds base with only the given zones and the types one
@@ -172,7 +180,7 @@ func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, 
 		snap.Types = append(snap.Types, spec)
 	}
 	if len(snap.Types) == 0 {
-		return nil, fmt.Errorf("no instance type of %s is offered in its subnets' zones %v, runs one of its %d AMIs and takes its network settings %+v", base.Region, zoneIDs, len(amis), needs)
+		return nil, fmt.Errorf("no instance type of %s is offered in its subnets' zones %v, runs one of its %d AMIs and takes its settings %+v", base.Region, zoneIDs, len(amis), needs)
 	}
 	return catalog.New(snap, base.Region, names, base.Unavailable)
 }

@@ -10,8 +10,7 @@ import (
 // accepts and nodewright does not act on yet. A class with one is refused
 // (ValidationSucceeded False, so not Ready, naming the field) instead of
 // launching nodes without what the field asked for: capacity reservations
-// not used, interfaces or EFA missing, CPU options ignored, a placement
-// group not joined.
+// not used, interfaces or EFA missing, a placement group not joined.
 func notYetSupported(nc *awsv1.EC2NodeClass) []string {
 	var fields []string
 	set := func(path string, isSet bool) {
@@ -35,9 +34,6 @@ func notYetSupported(nc *awsv1.EC2NodeClass) []string {
 	if pg := s.PlacementGroupSelector; pg != nil {
 		set("spec.placementGroupSelector.name", pg.Name != "")
 		set("spec.placementGroupSelector.id", pg.ID != "")
-	}
-	if co := s.CPUOptions; co != nil {
-		set("spec.cpuOptions.nestedVirtualization", co.NestedVirtualization != nil)
 	}
 	out := make([]string, len(fields))
 	for i, f := range fields {
