@@ -74,3 +74,28 @@ func TestFleetChecksTemplateInterfaces(t *testing.T) {
 		}
 	}
 }
+
+// A template giving its groups on the primary interface is audited with
+// those groups used, as IAM checks them. Mutation tried: the audit reading
+// only SecurityGroupIds (no security-group check).
+func TestAuditLogRecordsInterfaceGroups(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.ec2.CreateLaunchTemplate(context.Background(), &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String("nodes"),
+		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{
+			ImageId: aws.String(amiX86),
+			NetworkInterfaces: []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{{
+				DeviceIndex: aws.Int32(0), Groups: []string{sgNodes}, Ipv4PrefixCount: aws.Int32(1),
+			}},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ids := launched(e.createFleet(t, fleetInput("nodes", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("m5.large", "ap-northeast-2a")))); len(ids) != 1 {
+		t.Fatalf("launched %v", ids)
+	}
+	fleet := lastCall(t, e.sim, "ec2:CreateFleet")
+	for _, action := range []string{"ec2:CreateFleet", "ec2:RunInstances"} {
+		check(t, fleet, action, arn("security-group/"+sgNodes))
+	}
+}
