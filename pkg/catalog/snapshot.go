@@ -45,6 +45,10 @@ type SnapshotType struct {
 	// not say, and then the type has no encryption-in-transit label rather
 	// than a guessed one.
 	EncryptionInTransit *bool `json:"eit,omitempty"`
+	// NestedVirtualization is whether EC2 lists nested-virtualization among
+	// the type's processor features. Only DescribeInstanceTypes says so: the
+	// snapshot's source does not, so it is false in the embedded snapshot.
+	NestedVirtualization bool `json:"nestedVirt,omitempty"`
 	// Regions maps a region to where and at what price the type is offered.
 	Regions map[string]SnapshotRegion `json:"r"`
 }

@@ -327,7 +327,7 @@ func (a *authz) createFleet(p params) {
 		for _, id := range slices.Sorted(maps.Keys(subnets)) {
 			use(s.ec2ARN("subnet", id), subnets[id].Tags)
 		}
-		for _, id := range lt.Data.SecurityGroupIDs {
+		for _, id := range templateSecurityGroups(lt.Data) {
 			var tags map[string]string
 			for _, g := range s.scenario.SecurityGroups {
 				if g.ID == id {

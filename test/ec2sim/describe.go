@@ -83,6 +83,7 @@ type instanceTypeXML struct {
 		SupportedArchitectures items[string] `xml:"supportedArchitectures"`
 		SustainedClockSpeed    float64       `xml:"sustainedClockSpeedInGhz,omitempty"`
 		Manufacturer           string        `xml:"manufacturer,omitempty"`
+		SupportedFeatures      items[string] `xml:"supportedFeatures"`
 	} `xml:"processorInfo"`
 	VCPUInfo struct {
 		DefaultVCPUs int32 `xml:"defaultVCpus"`
@@ -137,6 +138,9 @@ func instanceTypeInfo(t catalog.SnapshotType, r catalog.SnapshotRegion) instance
 	x.ProcessorInfo.SupportedArchitectures.Item = []string{arch}
 	x.ProcessorInfo.SustainedClockSpeed = float64(t.ClockMHz) / 1000
 	x.ProcessorInfo.Manufacturer = map[string]string{"intel": "Intel", "amd": "AMD", "aws": "AWS", "apple": "Apple"}[t.CPUManufacturer]
+	if t.NestedVirtualization {
+		x.ProcessorInfo.SupportedFeatures.Item = []string{"nested-virtualization"}
+	}
 	x.VCPUInfo.DefaultVCPUs = t.VCPU
 	x.MemoryInfo.SizeInMiB = t.MemoryMiB
 	if t.LocalNVMeGB > 0 {

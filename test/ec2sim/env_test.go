@@ -14,6 +14,8 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
+
+	"github.com/nodewright/nodewright/pkg/catalog"
 )
 
 const region = "ap-northeast-2"
@@ -42,7 +44,24 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	sim, err := StartRegion(region)
+	return newEnvOn(t, nil)
+}
+
+// newEnvOn is newEnv over the embedded snapshot as edit changes it.
+func newEnvOn(t *testing.T, edit func(*catalog.Snapshot)) *env {
+	t.Helper()
+	scenario, err := LoadScenario(region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := catalog.EmbeddedSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(snap)
+	}
+	sim, err := Start(scenario, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -311,7 +311,7 @@ func (s *Server) candidatesLocked(req *fleetRequest, capacityType string) ([]*ca
 				fail("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", imageID)
 				continue
 			}
-			if sg := s.unknownSecurityGroup(config.lt.Data.SecurityGroupIDs); sg != "" {
+			if sg := s.unknownSecurityGroup(templateSecurityGroups(config.lt.Data)); sg != "" {
 				fail("InvalidGroup.NotFound", "The security group '%s' does not exist in VPC '%s'", sg, s.scenario.VPCID)
 				continue
 			}
@@ -329,6 +329,14 @@ func (s *Server) candidatesLocked(req *fleetRequest, capacityType string) ([]*ca
 				}
 				if arch := ec2Arch(spec.Arch); arch != image.Arch {
 					fail("InvalidParameterValue", "The architecture '%s' of the specified instance type does not match the architecture '%s' of the specified AMI. Specify an instance type and an AMI that have matching architectures, and try again.", arch, image.Arch)
+					continue
+				}
+				if config.lt.Data.NestedVirtualization == "enabled" && !spec.NestedVirtualization {
+					fail("Unsupported", "Nested virtualization is not supported for instance type '%s'.", instanceType)
+					continue
+				}
+				if code, message := interfaceProblem(config.lt.Data.NetworkInterfaces, instanceType, spec); code != "" {
+					fail(code, "%s", message)
 					continue
 				}
 				price := spec.Regions[s.scenario.Region].OnDemand
@@ -358,6 +366,49 @@ func (s *Server) candidatesLocked(req *fleetRequest, capacityType string) ([]*ca
 		}
 	}
 	return out, errs
+}
+
+// templateSecurityGroups are the groups an instance launched from d gets:
+// its primary interface's when it names interfaces, else its own.
+func templateSecurityGroups(d LaunchTemplateData) []string {
+	for _, n := range d.NetworkInterfaces {
+		if n.DeviceIndex == 0 && n.NetworkCardIndex == 0 {
+			return slices.Clone(n.SecurityGroupIDs)
+		}
+	}
+	return slices.Clone(d.SecurityGroupIDs)
+}
+
+// interfaceProblem is the error EC2 gives launching instanceType with the
+// template's interfaces, "" when it launches: connection tracking timeouts
+// within EC2's ranges, and IPv4 prefixes only on Nitro types, at most one
+// per address the interface may hold besides its primary one.
+func interfaceProblem(interfaces []NetworkInterface, instanceType string, spec catalog.SnapshotType) (code, message string) {
+	for _, n := range interfaces {
+		ct := n.ConnectionTracking
+		for _, r := range []struct {
+			name         string
+			v, low, high int32
+		}{
+			{"TcpEstablishedTimeout", ct.TCPEstablishedTimeout, 60, 432000},
+			{"UdpStreamTimeout", ct.UDPStreamTimeout, 60, 180},
+			{"UdpTimeout", ct.UDPTimeout, 30, 60},
+		} {
+			if r.v != 0 && (r.v < r.low || r.v > r.high) {
+				return "InvalidParameterValue", fmt.Sprintf("Invalid value '%d' for %s. It must be between %d and %d seconds.", r.v, r.name, r.low, r.high)
+			}
+		}
+		if n.IPv4PrefixCount == 0 {
+			continue
+		}
+		if spec.Hypervisor != "nitro" && !spec.BareMetal {
+			return "InvalidParameterCombination", fmt.Sprintf("Prefix delegation is not supported for instance type %s: prefixes can be assigned only on Nitro-based instances.", instanceType)
+		}
+		if n.IPv4PrefixCount > spec.IPv4PerENI-1 {
+			return "PrivateIpAddressLimitExceeded", fmt.Sprintf("Number of private addresses will exceed limit: %s allows %d per network interface.", instanceType, spec.IPv4PerENI)
+		}
+	}
+	return "", ""
 }
 
 // overrideSubnets is where an override may launch: its subnet, else the
@@ -598,7 +649,7 @@ func (s *Server) launchLocked(req *fleetRequest, c *candidate, capacityType, ip 
 			Zone: c.subnet.Zone, ZoneID: c.zoneID, SubnetID: c.subnet.ID, PrivateIP: ip,
 			PrivateDNSName: privateDNSName(ip, s.scenario.Region), CapacityType: capacityType, State: StatePending,
 			LaunchTime: now, Tags: tags, FleetID: l.fleetID, LaunchTemplateID: lt.ID, LaunchTemplateVersion: "1",
-			UserData: lt.Data.UserData, SecurityGroupIDs: slices.Clone(lt.Data.SecurityGroupIDs),
+			UserData: lt.Data.UserData, SecurityGroupIDs: templateSecurityGroups(lt.Data),
 			IAMInstanceProfile: profile, MetadataOptions: lt.Data.MetadataOptions,
 		},
 		reservationID: l.reservations[c], runAt: now.Add(s.settings.launchDelay),

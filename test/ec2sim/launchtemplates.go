@@ -35,6 +35,12 @@ type LaunchTemplateData struct {
 	IAMInstanceProfile  IAMInstanceProfile
 	MetadataOptions     MetadataOptions
 	BlockDeviceMappings []BlockDeviceMapping
+	// NestedVirtualization is CpuOptions.NestedVirtualization: "", enabled
+	// or disabled.
+	NestedVirtualization string
+	// NetworkInterfaces are the interfaces the template names; with any,
+	// security groups are given on them instead of in SecurityGroupIDs.
+	NetworkInterfaces []NetworkInterface
 	// TagSpecifications tag what instances launched from the template create,
 	// by resource type (instance, volume, ...).
 	TagSpecifications map[string]map[string]string
@@ -59,6 +65,28 @@ type MetadataOptions struct {
 	HTTPProtocolIPv6        string
 	HTTPPutResponseHopLimit int32
 	InstanceMetadataTags    string
+}
+
+// NetworkInterface is one interface of the template.
+type NetworkInterface struct {
+	DeviceIndex              int32
+	NetworkCardIndex         int32
+	InterfaceType            string // "" is EC2's default, interface
+	AssociatePublicIPAddress string // "", "true" or "false"
+	SecurityGroupIDs         []string
+	// IPv4PrefixCount is how many /28 prefixes EC2 assigns the interface.
+	IPv4PrefixCount int32
+	// ConnectionTracking holds the idle timeouts asked for, 0 where EC2's
+	// default applies.
+	ConnectionTracking ConnectionTracking
+}
+
+// ConnectionTracking are an interface's connection tracking idle timeouts in
+// seconds.
+type ConnectionTracking struct {
+	TCPEstablishedTimeout int32
+	UDPStreamTimeout      int32
+	UDPTimeout            int32
 }
 
 // BlockDeviceMapping is one volume of the template.
@@ -104,6 +132,10 @@ func (lt *LaunchTemplate) copy() LaunchTemplate {
 	out.Tags = maps.Clone(lt.Tags)
 	out.Data.SecurityGroupIDs = slices.Clone(lt.Data.SecurityGroupIDs)
 	out.Data.BlockDeviceMappings = slices.Clone(lt.Data.BlockDeviceMappings)
+	out.Data.NetworkInterfaces = slices.Clone(lt.Data.NetworkInterfaces)
+	for i := range out.Data.NetworkInterfaces {
+		out.Data.NetworkInterfaces[i].SecurityGroupIDs = slices.Clone(lt.Data.NetworkInterfaces[i].SecurityGroupIDs)
+	}
 	out.Data.TagSpecifications = map[string]map[string]string{}
 	for k, v := range lt.Data.TagSpecifications {
 		out.Data.TagSpecifications[k] = maps.Clone(v)
@@ -191,7 +223,7 @@ func (s *Server) createLaunchTemplate(p params) (any, *APIError) {
 func readLaunchTemplateData(p params) (LaunchTemplateData, *APIError) {
 	d := LaunchTemplateData{
 		ImageID: p.get("ImageId"), InstanceType: p.get("InstanceType"), UserData: p.get("UserData"),
-		SecurityGroupIDs: p.list("SecurityGroupId"),
+		SecurityGroupIDs: p.list("SecurityGroupId"), NestedVirtualization: p.get("CpuOptions.NestedVirtualization"),
 		IAMInstanceProfile: IAMInstanceProfile{
 			Name: p.get("IamInstanceProfile.Name"), ARN: p.get("IamInstanceProfile.Arn"),
 		},
@@ -214,6 +246,19 @@ func readLaunchTemplateData(p params) (LaunchTemplateData, *APIError) {
 			IOPS: int32(atoi(b.get("Ebs.Iops"))), Throughput: int32(atoi(b.get("Ebs.Throughput"))),
 			Encrypted: b.get("Ebs.Encrypted") == "true", DeleteOnTermination: b.get("Ebs.DeleteOnTermination") == "true",
 			KMSKeyID: b.get("Ebs.KmsKeyId"), SnapshotID: b.get("Ebs.SnapshotId"),
+		})
+	}
+	for _, g := range p.groups("NetworkInterface") {
+		n := p.sub(g)
+		d.NetworkInterfaces = append(d.NetworkInterfaces, NetworkInterface{
+			DeviceIndex: int32(atoi(n.get("DeviceIndex"))), NetworkCardIndex: int32(atoi(n.get("NetworkCardIndex"))),
+			InterfaceType: n.get("InterfaceType"), AssociatePublicIPAddress: n.get("AssociatePublicIpAddress"),
+			SecurityGroupIDs: n.list("SecurityGroupId"), IPv4PrefixCount: int32(atoi(n.get("Ipv4PrefixCount"))),
+			ConnectionTracking: ConnectionTracking{
+				TCPEstablishedTimeout: int32(atoi(n.get("ConnectionTrackingSpecification.TcpEstablishedTimeout"))),
+				UDPStreamTimeout:      int32(atoi(n.get("ConnectionTrackingSpecification.UdpStreamTimeout"))),
+				UDPTimeout:            int32(atoi(n.get("ConnectionTrackingSpecification.UdpTimeout"))),
+			},
 		})
 	}
 	specs, apiErr := readTagSpecifications(p, "instance", "volume", "network-interface", "spot-instances-request")

@@ -19,10 +19,14 @@ const (
 // metadata options, role or instance profile, tags, public IP, instance
 // store policy, ...). The selector terms are left out: what they select
 // changes without the spec changing, so drift compares the instance's AMI
-// with status.amis instead.
+// with status.amis instead. ipPrefixCount is left out too (see below).
 func (nc *EC2NodeClass) Hash() string {
 	spec := *nc.Spec.DeepCopy()
 	spec.SubnetSelectorTerms, spec.SecurityGroupSelectorTerms, spec.AMISelectorTerms = nil, nil, nil
 	spec.CapacityReservationSelectorTerms = nil
+	// Karpenter does not hash ipPrefixCount either: the prefixes a launch
+	// assigns are a warm start for the VPC CNI, which assigns more as pods
+	// need them, so a running node does not need replacing for it.
+	spec.IPPrefixCount = nil
 	return karpv1.Digest(spec)
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // Selector terms are compared through what they resolve to, not hashed;
-// the rest of the spec is. Mutation tried: hashing the whole spec (the AMI
-// selector case changed it).
+// the rest of the spec is, but for ipPrefixCount (as Karpenter). Mutations
+// tried: hashing the whole spec (the AMI selector case changed it); keeping
+// ipPrefixCount in the hash (its case changed it).
 func TestEC2NodeClassHash(t *testing.T) {
 	base := func() *EC2NodeClass {
 		nc := &EC2NodeClass{}
@@ -23,6 +24,10 @@ func TestEC2NodeClassHash(t *testing.T) {
 	same.Spec.SubnetSelectorTerms = []SubnetSelectorTerm{{ID: "subnet-1"}}
 	if same.Hash() != h {
 		t.Error("changing the selector terms changed the hash")
+	}
+	same.Spec.IPPrefixCount = ptr.To[int32](4)
+	if same.Hash() != h {
+		t.Error("setting ipPrefixCount changed the hash: Karpenter does not drift nodes for it")
 	}
 	for name, change := range map[string]func(*EC2NodeClass){
 		"userData": func(nc *EC2NodeClass) { nc.Spec.UserData = ptr.To("echo hi") },

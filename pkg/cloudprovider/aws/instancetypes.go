@@ -400,6 +400,7 @@ func specFromEC2(info ec2types.InstanceTypeInfo) (catalog.SnapshotType, bool) {
 	t.Hypervisor = string(info.Hypervisor)
 	t.CPUManufacturer = strings.ToLower(aws.ToString(info.ProcessorInfo.Manufacturer))
 	t.ClockMHz = int32(math.Round(aws.ToFloat64(info.ProcessorInfo.SustainedClockSpeedInGhz) * 1000))
+	t.NestedVirtualization = slices.Contains(info.ProcessorInfo.SupportedFeatures, ec2types.SupportedAdditionalProcessorFeatureNestedVirtualization)
 	t.MaxENIs = aws.ToInt32(info.NetworkInfo.MaximumNetworkInterfaces)
 	t.IPv4PerENI = aws.ToInt32(info.NetworkInfo.Ipv4AddressesPerInterface)
 	t.EncryptionInTransit = info.NetworkInfo.EncryptionInTransitSupported

@@ -31,12 +31,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	return newEnvWith(t, func(*ec2sim.Scenario) {})
+	return newEnvWith(t, nil)
 }
 
-// newEnvWith is newEnv with the region's scenario changed first (an image
-// tagged, a resource added) for what the shipped scenario does not have.
-func newEnvWith(t *testing.T, change func(*ec2sim.Scenario)) *env {
+// newEnvWith is newEnv with the simulator's scenario and snapshot changed
+// first (an image tagged, a type given a feature the offline data lacks); the
+// provider's offline snapshot stays the embedded one.
+func newEnvWith(t *testing.T, edit func(*ec2sim.Scenario, *catalog.Snapshot)) *env {
 	t.Helper()
 	snap, err := catalog.EmbeddedSnapshot()
 	if err != nil {
@@ -46,8 +47,14 @@ func newEnvWith(t *testing.T, change func(*ec2sim.Scenario)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	change(scenario)
-	sim, err := ec2sim.Start(scenario, snap)
+	simSnap, err := catalog.EmbeddedSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(scenario, simSnap)
+	}
+	sim, err := ec2sim.Start(scenario, simSnap)
 	if err != nil {
 		t.Fatal(err)
 	}

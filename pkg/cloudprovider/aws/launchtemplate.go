@@ -120,14 +120,13 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 	if userData != "" {
 		data.UserData = aws.String(base64.StdEncoding.EncodeToString([]byte(userData)))
 	}
-	if nc.Spec.AssociatePublicIPAddress != nil {
-		// The public address is a property of the interface; the fleet's
-		// subnet override then applies to this interface.
-		data.NetworkInterfaces = []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{{
-			DeviceIndex: aws.Int32(0), AssociatePublicIpAddress: nc.Spec.AssociatePublicIPAddress, Groups: groups,
-		}}
+	if iface := primaryInterface(nc, groups); iface != nil {
+		data.NetworkInterfaces = []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{*iface}
 	} else {
 		data.SecurityGroupIds = groups
+	}
+	if nv := nc.Spec.CPUOptions; nv != nil && nv.NestedVirtualization != nil {
+		data.CpuOptions = &ec2types.LaunchTemplateCpuOptionsRequest{NestedVirtualization: ec2types.NestedVirtualizationSpecification(*nv.NestedVirtualization)}
 	}
 	if e := nc.Spec.EnclaveOptions; e != nil {
 		data.EnclaveOptions = &ec2types.LaunchTemplateEnclaveOptionsRequest{Enabled: e.Enabled}
@@ -141,6 +140,28 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 	}
 	sum := sha256.Sum256(content)
 	return fmt.Sprintf("nodewright/%s/%s", l.opts.ClusterName, hex.EncodeToString(sum[:10])), data, tags, nil
+}
+
+// primaryInterface is the instance's primary network interface when the
+// node class sets what EC2 takes only on an interface: a public address,
+// IPv4 prefixes assigned at launch (ipPrefixCount, so the VPC CNI has
+// prefixes for pods before it asks for any) or connection tracking
+// timeouts. nil leaves the interface to EC2 and the groups on the template.
+// The fleet's subnet override applies to this interface.
+func primaryInterface(nc *awsv1.EC2NodeClass, groups []string) *ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
+	s := nc.Spec
+	if s.AssociatePublicIPAddress == nil && s.IPPrefixCount == nil && s.ConnectionTracking == nil {
+		return nil
+	}
+	iface := &ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{
+		DeviceIndex: aws.Int32(0), AssociatePublicIpAddress: s.AssociatePublicIPAddress, Groups: groups, Ipv4PrefixCount: s.IPPrefixCount,
+	}
+	if ct := s.ConnectionTracking; ct != nil {
+		iface.ConnectionTrackingSpecification = &ec2types.ConnectionTrackingSpecificationRequest{
+			TcpEstablishedTimeout: ct.TCPEstablishedTimeout, UdpStreamTimeout: ct.UDPStreamTimeout, UdpTimeout: ct.UDPTimeout,
+		}
+	}
+	return iface
 }
 
 // ensure returns the name of the launch template for p, creating it in EC2

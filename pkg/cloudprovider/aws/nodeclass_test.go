@@ -18,6 +18,7 @@ import (
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 )
 
@@ -185,7 +186,7 @@ func TestAMITerms(t *testing.T) {
 // parameter names (fails when the term's tags or parameter are not read:
 // every image, or none; tried dropping the tag filter).
 func TestAMITermsByTagsAndSSMParameter(t *testing.T) {
-	e := newEnvWith(t, func(s *ec2sim.Scenario) {
+	e := newEnvWith(t, func(s *ec2sim.Scenario, _ *catalog.Snapshot) {
 		for i := range s.Images {
 			if s.Images[i].ID == "ami-0a2023000000000a0" {
 				s.Images[i].Tags = map[string]string{"team": "platform", "golden": "2026-10"}

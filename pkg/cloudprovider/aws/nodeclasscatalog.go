@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"k8s.io/utils/ptr"
+
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
@@ -39,13 +41,14 @@ func (n *nodeClassCatalogs) get(base *catalog.Catalog, nc *awsv1.EC2NodeClass) (
 	if err != nil {
 		return nil, fmt.Errorf("EC2NodeClass %s: %w", nc.Name, err)
 	}
-	key := strings.Join(zoneIDs, ",") + "|" + string(amiReqs)
+	needs := typeNeedsOf(nc)
+	key := strings.Join(zoneIDs, ",") + "|" + string(amiReqs) + "|" + fmt.Sprintf("%+v", needs)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if e, ok := n.entries[key]; ok && e.base == base {
 		return e.derived, nil
 	}
-	derived, err := restrictCatalog(base, zoneIDs, nc.Status.AMIs)
+	derived, err := restrictCatalog(base, zoneIDs, nc.Status.AMIs, needs)
 	if err != nil {
 		return nil, fmt.Errorf("EC2NodeClass %s: %w", nc.Name, err)
 	}
@@ -100,9 +103,36 @@ func amiRequirementSets(amis []awsv1.AMI) []any {
 	return out
 }
 
+// typeNeeds are what a node class asks of an instance type beyond its zones
+// and AMIs, which EC2 refuses to launch on a type without.
+type typeNeeds struct {
+	// ipv4Prefixes (spec.ipPrefixCount) are assigned only on Nitro types,
+	// and each takes one of the primary interface's address slots besides
+	// its primary address.
+	ipv4Prefixes int32
+	// nestedVirtualization (spec.cpuOptions.nestedVirtualization enabled)
+	// runs only on types EC2 lists the feature for.
+	nestedVirtualization bool
+}
+
+func typeNeedsOf(nc *awsv1.EC2NodeClass) typeNeeds {
+	needs := typeNeeds{ipv4Prefixes: ptr.Deref(nc.Spec.IPPrefixCount, 0)}
+	if co := nc.Spec.CPUOptions; co != nil {
+		needs.nestedVirtualization = ptr.Deref(co.NestedVirtualization, "") == "enabled"
+	}
+	return needs
+}
+
+// allow reports whether EC2 launches t with these needs.
+func (n typeNeeds) allow(t catalog.SnapshotType) bool {
+	nitro := t.Hypervisor == "nitro" || t.BareMetal
+	prefixes := n.ipv4Prefixes == 0 || (nitro && n.ipv4Prefixes <= t.IPv4PerENI-1)
+	return prefixes && (!n.nestedVirtualization || t.NestedVirtualization)
+}
+
 // restrictCatalog rebuilds base with only the given zones and the types one
-// of amis runs on.
-func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI) (*catalog.Catalog, error) {
+// of amis runs on and needs allow.
+func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, needs typeNeeds) (*catalog.Catalog, error) {
 	amiReqs := make([]requirements.Requirements, len(amis))
 	for i, a := range amis {
 		amiReqs[i] = amiRequirements(a)
@@ -122,7 +152,7 @@ func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI) 
 			names[o.ZoneID] = o.Zone
 		}
 		r, ok := it.Spec.Regions[base.Region]
-		if !ok || !runs(it.Labels) {
+		if !ok || !runs(it.Labels) || !needs.allow(it.Spec) {
 			continue
 		}
 		kept := catalog.SnapshotRegion{OnDemand: r.OnDemand, Interruption: r.Interruption}
@@ -150,7 +180,7 @@ func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI) 
 		snap.Types = append(snap.Types, spec)
 	}
 	if len(snap.Types) == 0 {
-		return nil, fmt.Errorf("no instance type of %s is offered in its subnets' zones %v and runs one of its %d AMIs", base.Region, zoneIDs, len(amis))
+		return nil, fmt.Errorf("no instance type of %s is offered in its subnets' zones %v, runs one of its %d AMIs and takes its settings %+v", base.Region, zoneIDs, len(amis), needs)
 	}
 	return catalog.New(snap, base.Region, names, base.Unavailable)
 }

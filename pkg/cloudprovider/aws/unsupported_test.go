@@ -7,7 +7,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 )
@@ -15,7 +14,7 @@ import (
 // A class setting a field nodewright does not act on yet is refused, the
 // field named, instead of launching nodes without it; the seed class, which
 // sets none, stays Ready. Fails when a field is left out of notYetSupported
-// (tried: the cpuOptions check removed: the class was Ready).
+// (tried: the placementGroupSelector check removed: the class was Ready).
 func TestNotYetSupportedFieldsAreRefused(t *testing.T) {
 	e := newEnv(t)
 	for path, spoil := range map[string]func(*awsv1.EC2NodeClass){
@@ -25,15 +24,8 @@ func TestNotYetSupportedFieldsAreRefused(t *testing.T) {
 		"spec.networkInterfaces[0]": func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.NetworkInterfaces = []awsv1.NetworkInterface{{InterfaceType: "efa-only", NetworkCardIndex: 1}}
 		},
-		"spec.ipPrefixCount": func(nc *awsv1.EC2NodeClass) { nc.Spec.IPPrefixCount = ptr.To[int32](1) },
 		"spec.placementGroupSelector.name": func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.PlacementGroupSelector = &awsv1.PlacementGroupSelector{Name: "training"}
-		},
-		"spec.connectionTracking.udpTimeout": func(nc *awsv1.EC2NodeClass) {
-			nc.Spec.ConnectionTracking = &awsv1.ConnectionTracking{UDPTimeout: ptr.To[int32](30)}
-		},
-		"spec.cpuOptions.nestedVirtualization": func(nc *awsv1.EC2NodeClass) {
-			nc.Spec.CPUOptions = &awsv1.CPUOptions{NestedVirtualization: ptr.To("enabled")}
 		},
 	} {
 		nc := seedNodeClass(t)

@@ -1,0 +1,101 @@
+package ec2sim
+
+import (
+	"context"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+)
+
+// A template's primary interface is launched as EC2 launches it: its
+// security groups are the instance's, IPv4 prefixes only on Nitro types and
+// at most one per address the interface holds besides its primary one, and
+// connection tracking timeouts only within EC2's ranges; each refusal is a
+// fleet error naming the pool, as EC2 refuses a launch parameter only at
+// launch. Mutations tried: the Nitro check removed (m4.large launched with a
+// prefix), the limit compared with IPv4PerENI instead of IPv4PerENI-1 (10
+// prefixes on m5.large launched), the UdpTimeout range widened to 30-180 (61
+// launched), the instance's groups taken from SecurityGroupIds only (the
+// instance had none).
+func TestFleetChecksTemplateInterfaces(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	template := func(name string, iface ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest) {
+		t.Helper()
+		iface.DeviceIndex, iface.Groups = aws.Int32(0), []string{sgNodes}
+		if _, err := e.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+			LaunchTemplateName: aws.String(name),
+			LaunchTemplateData: &ec2types.RequestLaunchTemplateData{
+				ImageId:           aws.String(amiX86),
+				NetworkInterfaces: []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{iface},
+			},
+		}); err != nil {
+			t.Fatalf("creating launch template %s: %v", name, err)
+		}
+	}
+	template("prefixes", ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{
+		Ipv4PrefixCount: aws.Int32(9),
+		ConnectionTrackingSpecification: &ec2types.ConnectionTrackingSpecificationRequest{
+			TcpEstablishedTimeout: aws.Int32(432000), UdpStreamTimeout: aws.Int32(60), UdpTimeout: aws.Int32(60),
+		},
+	})
+	template("too-many-prefixes", ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{Ipv4PrefixCount: aws.Int32(10)})
+	template("udp-61", ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{
+		ConnectionTrackingSpecification: &ec2types.ConnectionTrackingSpecificationRequest{UdpTimeout: aws.Int32(61)},
+	})
+	template("tcp-59", ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{
+		ConnectionTrackingSpecification: &ec2types.ConnectionTrackingSpecificationRequest{TcpEstablishedTimeout: aws.Int32(59)},
+	})
+
+	out := e.createFleet(t, fleetInput("prefixes", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("m5.large", "ap-northeast-2a")))
+	ids := launched(out)
+	if len(ids) != 1 {
+		t.Fatalf("9 prefixes on m5.large (10 addresses an interface): launched %v, errors %+v", ids, out.Errors)
+	}
+	if in := e.instance(t, ids[0]); len(in.SecurityGroupIDs) != 1 || in.SecurityGroupIDs[0] != sgNodes {
+		t.Errorf("instance groups %v, want the primary interface's %s", in.SecurityGroupIDs, sgNodes)
+	}
+	lt, _ := e.sim.LaunchTemplate("prefixes")
+	if n := lt.Data.NetworkInterfaces; len(n) != 1 || n[0].IPv4PrefixCount != 9 || n[0].ConnectionTracking != (ConnectionTracking{432000, 60, 60}) {
+		t.Errorf("stored interfaces %+v", n)
+	}
+
+	for _, c := range []struct{ template, instanceType, code string }{
+		{"prefixes", "m4.large", "InvalidParameterCombination"},
+		{"too-many-prefixes", "m5.large", "PrivateIpAddressLimitExceeded"},
+		{"udp-61", "m5.large", "InvalidParameterValue"},
+		{"tcp-59", "m5.large", "InvalidParameterValue"},
+	} {
+		out := e.createFleet(t, fleetInput(c.template, ec2types.DefaultTargetCapacityTypeOnDemand, 1, override(c.instanceType, "ap-northeast-2a")))
+		if ids := launched(out); len(ids) != 0 || len(out.Errors) != 1 || aws.ToString(out.Errors[0].ErrorCode) != c.code {
+			t.Errorf("%s on %s: launched %v, errors %+v; want only %s", c.template, c.instanceType, ids, out.Errors, c.code)
+		}
+	}
+}
+
+// A template giving its groups on the primary interface is audited with
+// those groups used, as IAM checks them. Mutation tried: the audit reading
+// only SecurityGroupIds (no security-group check).
+func TestAuditLogRecordsInterfaceGroups(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.ec2.CreateLaunchTemplate(context.Background(), &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String("nodes"),
+		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{
+			ImageId: aws.String(amiX86),
+			NetworkInterfaces: []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{{
+				DeviceIndex: aws.Int32(0), Groups: []string{sgNodes}, Ipv4PrefixCount: aws.Int32(1),
+			}},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ids := launched(e.createFleet(t, fleetInput("nodes", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("m5.large", "ap-northeast-2a")))); len(ids) != 1 {
+		t.Fatalf("launched %v", ids)
+	}
+	fleet := lastCall(t, e.sim, "ec2:CreateFleet")
+	for _, action := range []string{"ec2:CreateFleet", "ec2:RunInstances"} {
+		check(t, fleet, action, arn("security-group/"+sgNodes))
+	}
+}
