@@ -88,7 +88,8 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 	switch family := AMIFamily(nc); family {
 	case amiFamilyAL2023:
 		var err error
-		userData, err = al2023UserData(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData)})
+		userData, err = al2023UserData(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData),
+			InstanceStoreRAID0: ptr.Deref(nc.Spec.InstanceStorePolicy, "") == awsv1.InstanceStorePolicyRAID0})
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("EC2NodeClass %s user data: %w", nc.Name, err)
 		}

@@ -48,6 +48,17 @@ type nodeConfigSpec struct {
 		Config awsv1.KubeletConfiguration `json:"config,omitempty"`
 		Flags  []string                   `json:"flags,omitempty"`
 	} `json:"kubelet"`
+	// Instance is set only for instanceStorePolicy RAID0.
+	Instance *nodeConfigInstance `json:"instance,omitempty"`
+}
+
+// nodeConfigInstance is nodeadm's spec.instance: localStorage.strategy RAID0
+// makes nodeadm build the instance store NVMe disks into one array and
+// mount the kubelet's and containerd's directories on it.
+type nodeConfigInstance struct {
+	LocalStorage struct {
+		Strategy string `json:"strategy"`
+	} `json:"localStorage"`
 }
 
 // bootstrap is what a node needs to join as the node it was launched as.
@@ -60,8 +71,8 @@ type bootstrap struct {
 	// UserData is the node class's spec.userData, merged in.
 	UserData string
 	// InstanceStoreRAID0 is spec.instanceStorePolicy RAID0: the instance
-	// store becomes the kubelet's and containerd's disk (Bottlerocket only
-	// so far).
+	// store becomes the kubelet's and containerd's disk, the ephemeral
+	// storage NodeSettings counts on (see InstanceStoreEphemeral).
 	InstanceStoreRAID0 bool
 }
 
@@ -80,6 +91,10 @@ func al2023UserData(o Options, b bootstrap) (string, error) {
 	}
 	if len(b.Taints) > 0 {
 		nc.Spec.Kubelet.Flags = append(nc.Spec.Kubelet.Flags, "--register-with-taints="+formatTaints(b.Taints))
+	}
+	if b.InstanceStoreRAID0 {
+		nc.Spec.Instance = &nodeConfigInstance{}
+		nc.Spec.Instance.LocalStorage.Strategy = "RAID0"
 	}
 	ours, err := yaml.Marshal(nc)
 	if err != nil {

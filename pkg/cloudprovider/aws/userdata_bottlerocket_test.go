@@ -1,7 +1,6 @@
 package aws
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"os"
@@ -208,21 +207,13 @@ func TestBottlerocketRefusesKubeletFieldsItCannotSet(t *testing.T) {
 // tried: not passing the policy to the writer (no command with RAID0).
 func TestBottlerocketTemplateBuildsRAID0(t *testing.T) {
 	for _, policy := range []*awsv1.InstanceStorePolicy{nil, ptr.To(awsv1.InstanceStorePolicyRAID0)} {
-		nc := &awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "bottlerocket@latest"}}, InstanceStorePolicy: policy}}
-		_, data, _, err := newLaunchTemplates(nil, testOptions).template(launchParams{nodeClass: nc, ami: awsv1.AMI{ID: "ami-0b07000000000a150"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(*data.UserData)
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := templateUserData(t, &awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "bottlerocket@latest"}}, InstanceStorePolicy: policy}})
 		var doc struct {
 			Settings struct {
 				Commands map[string]any `toml:"bootstrap-commands"`
 			} `toml:"settings"`
 		}
-		if err := toml.Unmarshal(raw, &doc); err != nil {
+		if err := toml.Unmarshal([]byte(raw), &doc); err != nil {
 			t.Fatal(err)
 		}
 		if _, has := doc.Settings.Commands[raid0Command]; has != (policy != nil) {
