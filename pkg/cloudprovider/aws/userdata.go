@@ -100,11 +100,16 @@ func al2023UserData(o Options, b bootstrap) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("writing NodeConfig: %w", err)
 	}
-	parts, err := userParts(b.UserData)
+	parts, err := userParts(b.UserData, contentTypeNodeConfig)
 	if err != nil {
 		return "", fmt.Errorf("reading spec.userData: %w", err)
 	}
-	parts = append(parts, typedPart(contentTypeNodeConfig, ours))
+	return mimeUserData(append(parts, typedPart(contentTypeNodeConfig, ours)))
+}
+
+// mimeUserData writes parts as one MIME multipart document, in order (the
+// order cloud-init runs scripts in).
+func mimeUserData(parts []userDataPart) (string, error) {
 	boundary := boundaryFor(parts)
 
 	var buf bytes.Buffer
@@ -157,15 +162,16 @@ func boundaryFor(parts []userDataPart) string {
 
 // userParts splits the user's user data into parts: a MIME multipart
 // document part by part, anything else as one part typed by its first line
-// (a shell script, cloud-config, else a NodeConfig).
-func userParts(userData string) ([]userDataPart, error) {
+// (a shell script, cloud-config, else the family's own format, orType: a
+// NodeConfig for AL2023, a shell script for AL2).
+func userParts(userData, orType string) ([]userDataPart, error) {
 	if strings.TrimSpace(userData) == "" {
 		return nil, nil
 	}
 	if strings.HasPrefix(userData, "MIME-Version:") || strings.HasPrefix(userData, "Content-Type: multipart") {
 		return mimeParts(userData)
 	}
-	contentType := contentTypeNodeConfig
+	contentType := orType
 	switch first := strings.TrimSpace(strings.SplitN(userData, "\n", 2)[0]); {
 	case strings.HasPrefix(first, "#!"):
 		contentType = contentTypeShell

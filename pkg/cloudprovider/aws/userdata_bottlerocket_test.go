@@ -30,6 +30,27 @@ func kubeletJSON(t *testing.T, raw string) awsv1.KubeletConfiguration {
 	return k
 }
 
+// checkGolden compares user data with the golden file at path, writing it
+// first when the test runs with -update.
+func checkGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *updateGolden {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to write it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("user data differs from %s:\n%s\nwant\n%s", path, got, want)
+	}
+}
+
 // bottlerocketBootstrap is a claim's registration as the provider passes it:
 // the NodePool's labels, a taint, the unregistered taint.
 func bottlerocketBootstrap(kubelet awsv1.KubeletConfiguration, userData string) bootstrap {
@@ -76,22 +97,7 @@ func TestBottlerocketUserDataGolden(t *testing.T) {
 			if err := toml.Unmarshal([]byte(ud), &doc); err != nil {
 				t.Fatalf("user data is not TOML: %v\n%s", err, ud)
 			}
-			path := filepath.Join("testdata", "bottlerocket", tc.name+".toml")
-			if *updateGolden {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(ud), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to write it)", err)
-			}
-			if ud != string(want) {
-				t.Errorf("user data differs from %s:\n%s\nwant\n%s", path, ud, want)
-			}
+			checkGolden(t, filepath.Join("testdata", "bottlerocket", tc.name+".toml"), ud)
 		})
 	}
 }
