@@ -34,7 +34,8 @@ type KubeletRegistration struct {
 // registerWithTaints/maxPods) or an AL2 bootstrap.sh call with
 // --kubelet-extra-args, alone or in a MIME multi-part archive, or
 // Bottlerocket's TOML settings, as Karpenter writes them. Other parts (custom shell scripts) are ignored; a label or
-// taint it cannot read is an error, as it would stop a real kubelet.
+// taint it cannot read is an error, as it would stop a real kubelet, and so
+// is a bootstrap.sh call bootstrap.sh would exit on (see readBootstrapSh).
 func ParseKubeletRegistration(userData string) (KubeletRegistration, error) {
 	r := KubeletRegistration{Labels: map[string]string{}}
 	return r, r.read(userData, 0)
@@ -50,7 +51,7 @@ func (r *KubeletRegistration) read(text string, depth int) error {
 	case strings.HasPrefix(trimmed, "MIME-Version:") || strings.HasPrefix(trimmed, "Content-Type:"):
 		return r.readMIME(trimmed, depth)
 	case strings.HasPrefix(trimmed, "#!"):
-		return r.readFlags(trimmed)
+		return r.readScript(trimmed)
 	}
 	if ok, err := r.readBottlerocket(trimmed); ok || err != nil {
 		return err
@@ -121,7 +122,7 @@ func (r *KubeletRegistration) readPart(mediaType, encoding, body string, depth i
 		_, err := r.readNodeConfig(body)
 		return err
 	case "text/x-shellscript":
-		return r.readFlags(body)
+		return r.readScript(body)
 	}
 	return nil
 }
@@ -199,6 +200,117 @@ func (r *KubeletRegistration) readFlags(text string) error {
 		r.MaxPods = &pods
 	}
 	return nil
+}
+
+// bootstrapSh is the EKS AL2 AMI's bootstrap script.
+const bootstrapSh = "/etc/eks/bootstrap.sh"
+
+// bootstrapShValues are bootstrap.sh's options that take a value, and the
+// values it accepts ("" for any); others are taken as positional arguments,
+// as bootstrap.sh does.
+var bootstrapShValues = map[string][]string{
+	"--apiserver-endpoint": nil, "--b64-cluster-ca": nil, "--kubelet-extra-args": nil,
+	"--dns-cluster-ip": nil, "--service-ipv4-cidr": nil, "--service-ipv6-cidr": nil,
+	"--docker-config-json": nil, "--pause-container-account": nil, "--pause-container-version": nil,
+	"--aws-api-retry-attempts": nil, "--cluster-id": nil,
+	"--container-runtime":    {"containerd"}, // dockerd is gone since 1.24
+	"--use-max-pods":         {"true", "false"},
+	"--local-disks":          {"raid0", "raid10", "mount"},
+	"--ip-family":            {"ipv4", "ipv6"},
+	"--enable-docker-bridge": {"true", "false"}, "--enable-local-outpost": {"true", "false"}, "--mount-bpf-fs": {"true", "false"},
+}
+
+// readScript reads a shell script's kubelet flags; a call to bootstrap.sh
+// in it is checked as bootstrap.sh checks its arguments.
+func (r *KubeletRegistration) readScript(text string) error {
+	if i := strings.Index(text, bootstrapSh); i >= 0 {
+		if err := r.readBootstrapSh(text[i+len(bootstrapSh):]); err != nil {
+			return err
+		}
+	}
+	return r.readFlags(text)
+}
+
+// readBootstrapSh checks bootstrap.sh's arguments (the rest of its command
+// line): it exits without a cluster name, on an option without its value
+// or with a value it does not take, and on --ip-family ipv6 without the
+// service CIDR. With --use-max-pods false it leaves the kubelet's own limit
+// of 110 pods unless --kubelet-extra-args sets --max-pods.
+func (r *KubeletRegistration) readBootstrapSh(args string) error {
+	words, err := shellWords(args)
+	if err != nil {
+		return fmt.Errorf("user data: %s: %w", bootstrapSh, err)
+	}
+	var positional []string
+	values := map[string]string{}
+	for i := 0; i < len(words); i++ {
+		allowed, takesValue := bootstrapShValues[words[i]]
+		if !takesValue {
+			positional = append(positional, words[i])
+			continue
+		}
+		if i+1 >= len(words) {
+			return fmt.Errorf("user data: %s: %s needs a value", bootstrapSh, words[i])
+		}
+		if len(allowed) > 0 && !slices.Contains(allowed, words[i+1]) {
+			return fmt.Errorf("user data: %s: %s %q is not one of %v", bootstrapSh, words[i], words[i+1], allowed)
+		}
+		values[words[i]] = words[i+1]
+		i++
+	}
+	if len(positional) == 0 || positional[0] == "" {
+		return fmt.Errorf("user data: %s needs the cluster name as its first argument", bootstrapSh)
+	}
+	if values["--ip-family"] == "ipv6" && values["--service-ipv6-cidr"] == "" {
+		return fmt.Errorf("user data: %s: --ip-family ipv6 needs --service-ipv6-cidr", bootstrapSh)
+	}
+	if values["--use-max-pods"] == "false" {
+		pods := int32(110)
+		r.MaxPods = &pods
+	}
+	return nil
+}
+
+// shellWords splits one shell command line into its words: quotes removed,
+// backslash-newline continuing the line, up to the line's end or a ;, & or
+// |. Enough for a bootstrap.sh call as user data writes it, not a shell.
+func shellWords(s string) ([]string, error) {
+	var words []string
+	var word strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\'', '"':
+			end := strings.IndexByte(s[i+1:], c)
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated %c quote", c)
+			}
+			word.WriteString(s[i+1 : i+1+end])
+			i += end + 1
+			inWord = true
+		case '\\':
+			if i+1 < len(s) && s[i+1] != '\n' {
+				word.WriteByte(s[i+1])
+				inWord = true
+			}
+			i++
+		case ' ', '\t', '\r':
+			if inWord {
+				words = append(words, word.String())
+				word.Reset()
+				inWord = false
+			}
+		case '\n', ';', '&', '|':
+			i = len(s)
+		default:
+			word.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, word.String())
+	}
+	return words, nil
 }
 
 // parseTaint reads the kubelet's key[=value]:Effect.

@@ -74,7 +74,10 @@ max-pods = 29
 "karpenter.sh/unregistered" = [":NoExecute"]
 `
 
-// al2UserData is an AL2 bootstrap.sh call as Karpenter writes it.
+// al2UserData is an AL2 bootstrap.sh call as Karpenter writes it. Mutations
+// tried on the checks of bootstrap.sh's arguments: the cluster name not
+// required, allowed values not checked, --use-max-pods false ignored (each
+// makes TestParseKubeletRegistration fail).
 const al2UserData = `MIME-Version: 1.0
 Content-Type: multipart/mixed; boundary="//"
 
@@ -120,6 +123,16 @@ func TestParseKubeletRegistration(t *testing.T) {
 			MaxPods: pods(29),
 		}},
 		{"custom script only", "#!/bin/bash\necho hello\n", KubeletRegistration{Labels: map[string]string{}}},
+		// bootstrap.sh with --use-max-pods false and no --max-pods: the
+		// kubelet's own default.
+		{"AL2 without max pods", strings.Replace(al2UserData, " --max-pods=58", "", 1), KubeletRegistration{
+			Labels: map[string]string{"karpenter.sh/nodepool": "default", "team": "web"},
+			Taints: []corev1.Taint{
+				{Key: "example.com/gpu", Value: "true", Effect: corev1.TaintEffectNoExecute},
+				{Key: "example.com/spot", Effect: corev1.TaintEffectPreferNoSchedule},
+			},
+			MaxPods: pods(110),
+		}},
 		{"empty", "", KubeletRegistration{Labels: map[string]string{}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,6 +148,13 @@ func TestParseKubeletRegistration(t *testing.T) {
 	for _, bad := range []string{
 		"#!/bin/bash\n/etc/eks/bootstrap.sh demo --kubelet-extra-args '--register-with-taints=\"k=v:Sometimes\"'",
 		"#!/bin/bash\n/etc/eks/bootstrap.sh demo --kubelet-extra-args '--node-labels=\"novalue\"'",
+		// AL2 bootstrap.sh exits: no cluster name, a runtime, disk layout or
+		// IP family it does not take, an option without its value.
+		strings.Replace(al2UserData, "bootstrap.sh 'demo' ", "bootstrap.sh ", 1),
+		strings.Replace(al2UserData, "--use-max-pods false", "--container-runtime dockerd", 1),
+		strings.Replace(al2UserData, "--use-max-pods false", "--local-disks raid5", 1),
+		strings.Replace(al2UserData, "--use-max-pods false", "--ip-family ipv6", 1),
+		"#!/bin/bash\n/etc/eks/bootstrap.sh demo --b64-cluster-ca",
 		// Bottlerocket: no cluster to join, a taint without an effect, a
 		// label that is not a string, settings that are not TOML tables.
 		"[settings.kubernetes]\nnode-labels = { a = \"b\" }\n",

@@ -23,6 +23,7 @@ import (
 
 // AMI families, as spec.amiFamily spells them.
 const (
+	amiFamilyAL2          = "AL2"
 	amiFamilyAL2023       = "AL2023"
 	amiFamilyBottlerocket = "Bottlerocket"
 	amiFamilyCustom       = "Custom"
@@ -30,7 +31,7 @@ const (
 
 // aliasFamilies maps an alias's family to spec.amiFamily's spelling.
 var aliasFamilies = map[string]string{
-	"al2": "AL2", "al2023": amiFamilyAL2023, "bottlerocket": amiFamilyBottlerocket,
+	"al2": amiFamilyAL2, "al2023": amiFamilyAL2023, "bottlerocket": amiFamilyBottlerocket,
 	"windows2019": "Windows2019", "windows2022": "Windows2022", "windows2025": "Windows2025",
 }
 
@@ -50,7 +51,7 @@ func AMIFamily(nc *awsv1.EC2NodeClass) string {
 
 // unsupportedFamily says which AMI families nodewright writes user data for,
 // in every message refusing another.
-const unsupportedFamily = "nodewright supports the AL2023 and Bottlerocket families (aliases al2023@ and bottlerocket@) and Custom, which passes spec.userData through unchanged; AL2 and Windows are not supported yet"
+const unsupportedFamily = "nodewright supports the AL2, AL2023 and Bottlerocket families (aliases al2@, al2023@ and bottlerocket@) and Custom, which passes spec.userData through unchanged; Windows is not supported yet"
 
 func amiAlias(nc *awsv1.EC2NodeClass) string {
 	for _, term := range nc.Spec.AMISelectorTerms {
@@ -98,10 +99,26 @@ func familyVariants(family, neuronImage string) []aliasVariant {
 	return out
 }
 
+// al2Variants are the EKS AL2 images: standard for x86 and Arm types
+// without accelerators, and one x86 GPU image (NVIDIA and Neuron drivers
+// both) for GPU and for Neuron types. EKS publishes no Arm GPU image for AL2.
+func al2Variants() []aliasVariant {
+	amd64, arm64 := archRequirement(v1.ArchitectureAmd64), archRequirement(v1.ArchitectureArm64)
+	noAccelerator := []corev1.NodeSelectorRequirement{hasLabel(awsv1.LabelInstanceGPUCount, corev1.NodeSelectorOpDoesNotExist), hasLabel(awsv1.LabelInstanceAcceleratorCount, corev1.NodeSelectorOpDoesNotExist)}
+	return []aliasVariant{
+		{"al2", "x86_64", "standard", append([]corev1.NodeSelectorRequirement{amd64}, noAccelerator...)},
+		{"al2", "x86_64", "gpu", []corev1.NodeSelectorRequirement{amd64, hasLabel(awsv1.LabelInstanceGPUCount, corev1.NodeSelectorOpExists)}},
+		{"al2", "x86_64", "gpu", []corev1.NodeSelectorRequirement{amd64, hasLabel(awsv1.LabelInstanceAcceleratorCount, corev1.NodeSelectorOpExists)}},
+		{"al2", "arm64", "standard", append([]corev1.NodeSelectorRequirement{arm64}, noAccelerator...)},
+	}
+}
+
 // aliasVariants are the variants of an alias's family, nil for a family
 // whose aliases nodewright does not resolve.
 func aliasVariants(family string) []aliasVariant {
 	switch family {
+	case "al2":
+		return al2Variants()
 	case "al2023":
 		return familyVariants(family, "neuron")
 	case "bottlerocket":
@@ -110,20 +127,31 @@ func aliasVariants(family string) []aliasVariant {
 	return nil
 }
 
-// imageName is the EKS AMI's name for a pinned AL2023 release, e.g.
-// amazon-eks-node-al2023-x86_64-standard-1.37-v20261101, looked up when SSM
-// no longer has the release's parameter; "" for Bottlerocket, whose image
-// names carry a build commit nodewright cannot know.
+// imageName is the EKS AMI's name for a pinned AL2023 or AL2 release, e.g.
+// amazon-eks-node-al2023-x86_64-standard-1.37-v20261101 or
+// amazon-eks-arm64-node-1.32-v20251112, looked up when SSM no longer has the
+// release's parameter; "" for Bottlerocket, whose image names carry a build
+// commit nodewright cannot know.
 func (v aliasVariant) imageName(k8sVersion, release string) string {
-	if v.family != "al2023" {
-		return ""
+	switch v.family {
+	case "al2023":
+		return fmt.Sprintf("amazon-eks-node-al2023-%s-%s-%s-%s", v.arch, v.variant, k8sVersion, release)
+	case "al2":
+		kind := "node"
+		switch {
+		case v.variant == "gpu":
+			kind = "gpu-node"
+		case v.arch == "arm64":
+			kind = "arm64-node"
+		}
+		return fmt.Sprintf("amazon-eks-%s-%s-%s", kind, k8sVersion, release)
 	}
-	return fmt.Sprintf("amazon-eks-node-al2023-%s-%s-%s-%s", v.arch, v.variant, k8sVersion, release)
+	return ""
 }
 
 // parameter is the public SSM parameter holding the variant's AMI id: the
-// recommended (AL2023) or latest (Bottlerocket) one for "latest", else the
-// pinned release's. Bottlerocket releases are tagged v1.x.y but published in
+// recommended (AL2023, AL2) or latest (Bottlerocket) one for "latest", else
+// the pinned release's. Bottlerocket releases are tagged v1.x.y but published in
 // SSM without the v, so both spellings are accepted, as Karpenter does.
 func (v aliasVariant) parameter(k8sVersion, release string) string {
 	if v.family == "bottlerocket" {
@@ -134,6 +162,17 @@ func (v aliasVariant) parameter(k8sVersion, release string) string {
 		return fmt.Sprintf("/aws/service/bottlerocket/%s/%s/%s/image_id", image, v.arch, strings.TrimPrefix(release, "v"))
 	}
 	base := fmt.Sprintf("/aws/service/eks/optimized-ami/%s/amazon-linux-2023/%s/%s", k8sVersion, v.arch, v.variant)
+	if v.family == "al2" {
+		// amazon-linux-2, amazon-linux-2-arm64, amazon-linux-2-gpu
+		dir := "amazon-linux-2"
+		switch {
+		case v.variant == "gpu":
+			dir += "-gpu"
+		case v.arch == "arm64":
+			dir += "-arm64"
+		}
+		base = fmt.Sprintf("/aws/service/eks/optimized-ami/%s/%s", k8sVersion, dir)
+	}
 	if release == "latest" {
 		return base + "/recommended/image_id"
 	}
@@ -196,10 +235,12 @@ func kubernetesArch(a ec2types.ArchitectureValues) (string, bool) {
 	return "", false
 }
 
-// aliasAMIs resolves family@version for al2023 and bottlerocket; their images
-// are found through the public SSM parameters AWS publishes, as Karpenter
-// does, and a pinned AL2023 release missing from SSM is looked up by its
-// image name.
+// aliasAMIs resolves family@version for al2023, al2 and bottlerocket; their
+// images are found through the public SSM parameters AWS publishes, as
+// Karpenter does, and a pinned AL2023 or AL2 release missing from SSM is
+// looked up by its image name. EKS publishes AL2 images for Kubernetes 1.32
+// and earlier only, so on a newer cluster an al2 alias matches nothing and
+// the message says why.
 func (r *NodeClassResolver) aliasAMIs(ctx context.Context, alias string) ([]awsv1.AMI, []string, error) {
 	family, release, _ := strings.Cut(alias, "@")
 	desc := fmt.Sprintf("amiSelectorTerms[0] alias %s", alias)
@@ -218,6 +259,9 @@ func (r *NodeClassResolver) aliasAMIs(ctx context.Context, alias string) ([]awsv
 		}
 	}
 	if len(out) == 0 {
+		if family == "al2" {
+			desc += " (EKS publishes AL2 images for Kubernetes 1.32 and earlier only; use al2023@ on a newer cluster)"
+		}
 		return nil, []string{desc}, nil
 	}
 	return out, nil, nil

@@ -85,24 +85,27 @@ type launchParams struct {
 func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLaunchTemplateData, []ec2types.Tag, error) {
 	nc := p.nodeClass
 	var userData string
+	// write is the family's user data writer; Custom passes spec.userData.
+	var write func(Options, bootstrap) (string, error)
 	switch family := AMIFamily(nc); family {
 	case amiFamilyAL2023:
-		var err error
-		userData, err = al2023UserData(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData)})
-		if err != nil {
-			return "", nil, nil, fmt.Errorf("EC2NodeClass %s user data: %w", nc.Name, err)
-		}
+		write = al2023UserData
+	case amiFamilyAL2:
+		write = al2UserData
 	case amiFamilyBottlerocket:
-		var err error
-		userData, err = bottlerocketUserData(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData),
-			InstanceStoreRAID0: ptr.Deref(nc.Spec.InstanceStorePolicy, "") == awsv1.InstanceStorePolicyRAID0})
-		if err != nil {
-			return "", nil, nil, fmt.Errorf("EC2NodeClass %s user data: %w", nc.Name, err)
-		}
+		write = bottlerocketUserData
 	case amiFamilyCustom:
 		userData = aws.ToString(nc.Spec.UserData)
 	default:
 		return "", nil, nil, fmt.Errorf("EC2NodeClass %s: AMI family %q is not supported", nc.Name, family)
+	}
+	if write != nil {
+		var err error
+		userData, err = write(l.opts, bootstrap{Labels: p.labels, Taints: p.taints, Kubelet: nc.Spec.Kubelet, UserData: aws.ToString(nc.Spec.UserData),
+			InstanceStoreRAID0: ptr.Deref(nc.Spec.InstanceStorePolicy, "") == awsv1.InstanceStorePolicyRAID0})
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("EC2NodeClass %s user data: %w", nc.Name, err)
+		}
 	}
 	groups := make([]string, len(nc.Status.SecurityGroups))
 	for i, g := range nc.Status.SecurityGroups {

@@ -361,6 +361,8 @@ func (r *NodeClassResolver) validate(nc *awsv1.EC2NodeClass) []string {
 	}
 	switch family := AMIFamily(nc); family {
 	case amiFamilyAL2023, amiFamilyCustom:
+	case amiFamilyAL2:
+		problems = append(problems, al2KubeletProblems(nc.Spec.Kubelet)...)
 	case amiFamilyBottlerocket:
 		if _, err := bottlerocketSettings(aws.ToString(nc.Spec.UserData)); err != nil {
 			problems = append(problems, err.Error())

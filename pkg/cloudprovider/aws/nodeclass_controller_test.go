@@ -129,13 +129,13 @@ func TestNodeClassReconcilerRequeues(t *testing.T) {
 	}
 }
 
-// TestReconcilerBottlerocketReadyAL2Not: through the apiserver (the CRD's
+// TestReconcilerBottlerocketReadyWindowsNot: through the apiserver (the CRD's
 // rules included), a Bottlerocket class with the user's TOML becomes Ready
-// with Bottlerocket's images, and an al2 alias class becomes Ready=False
+// with Bottlerocket's images, and a windows2022 alias class becomes Ready=False
 // naming its alias and the supported families instead of staying unready
 // without a word. Mutation tried: aliasVariants without the bottlerocket
 // case (the Bottlerocket class never became Ready: no AMI matches).
-func TestReconcilerBottlerocketReadyAL2Not(t *testing.T) {
+func TestReconcilerBottlerocketReadyWindowsNot(t *testing.T) {
 	cp := needControlPlane(t)
 	e := newEnv(t)
 	runReconciler(t, cp, &NodeClassReconciler{Resolver: e.resolver(t), LaunchTemplates: e.cloudProvider(t)})
@@ -145,7 +145,7 @@ func TestReconcilerBottlerocketReadyAL2Not(t *testing.T) {
 		message         string
 	}{
 		{"bottlerocket@latest", "[settings.kubernetes]\nkube-api-qps = 30\n", metav1.ConditionTrue, ""},
-		{"al2@latest", "", metav1.ConditionFalse, "spec.amiSelectorTerms[0].alias al2@latest: AMI family AL2 is not supported: nodewright supports the AL2023 and Bottlerocket families"},
+		{"windows2022@latest", "", metav1.ConditionFalse, "spec.amiSelectorTerms[0].alias windows2022@latest: AMI family Windows2022 is not supported: nodewright supports the AL2, AL2023 and Bottlerocket families"},
 	} {
 		nc := seedNodeClass(t)
 		nc.Name, nc.Generation = harness.Name("family"), 0

@@ -225,13 +225,13 @@ func TestValidationCondition(t *testing.T) {
 	nc := seedNodeClass(t)
 	nc.Spec.Kubelet = awsv1.KubeletConfiguration{"evictionHard": apiextensionsv1.JSON{Raw: []byte(`{"disk.available":"5%"}`)}}
 	nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Name: "amazon-eks-node-al2023-*"}}
-	nc.Spec.AMIFamily = ptr.To("AL2")
+	nc.Spec.AMIFamily = ptr.To("Windows2022")
 	status, err := e.resolver(t).Resolve(context.Background(), nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := meta.FindStatusCondition(status.Conditions, awsv1.ConditionTypeValidationSucceeded)
-	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "spec.kubelet.evictionHard[disk.available]") || !strings.Contains(c.Message, "spec.amiFamily: AMI family AL2 is not supported") {
+	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "spec.kubelet.evictionHard[disk.available]") || !strings.Contains(c.Message, "spec.amiFamily: AMI family Windows2022 is not supported") {
 		t.Errorf("ValidationSucceeded = %+v", c)
 	}
 	if meta.IsStatusConditionTrue(status.Conditions, ConditionTypeReady) {
@@ -268,13 +268,8 @@ func TestBottlerocketAliasResolves(t *testing.T) {
 			nc := seedNodeClass(t)
 			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: tc.alias}}
 			nc = e.resolved(t, nc)
-			var got []string
-			for _, a := range nc.Status.AMIs {
-				reqs, _ := json.Marshal(a.Requirements)
-				got = append(got, a.ID+" "+string(reqs))
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("AMIs:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			if got := amiSummaries(nc); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("AMIs:\n%s\nwant\n%s", strings.Join(amiSummaries(nc), "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
 	}
@@ -289,12 +284,8 @@ func TestUnsupportedFamilyIsNamed(t *testing.T) {
 		name, field string
 		edit        func(*awsv1.EC2NodeClass)
 	}{
-		{"amiFamily AL2", "spec.amiFamily: AMI family AL2", func(nc *awsv1.EC2NodeClass) {
-			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Name: "amazon-eks-node-al2023-*"}}
-			nc.Spec.AMIFamily = ptr.To("AL2")
-		}},
-		{"alias al2", "spec.amiSelectorTerms[0].alias al2@latest: AMI family AL2", func(nc *awsv1.EC2NodeClass) {
-			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: "al2@latest"}}
+		{"alias windows2019", "spec.amiSelectorTerms[0].alias windows2019@latest: AMI family Windows2019", func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: "windows2019@latest"}}
 		}},
 		{"alias windows2022", "spec.amiSelectorTerms[0].alias windows2022@latest: AMI family Windows2022", func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: "windows2022@latest"}}
@@ -313,7 +304,7 @@ func TestUnsupportedFamilyIsNamed(t *testing.T) {
 				t.Fatal(err)
 			}
 			ready := meta.FindStatusCondition(status.Conditions, ConditionTypeReady)
-			if ready == nil || ready.Status != metav1.ConditionFalse || !strings.Contains(ready.Message, tc.field+" is not supported") || !strings.Contains(ready.Message, "AL2023 and Bottlerocket") {
+			if ready == nil || ready.Status != metav1.ConditionFalse || !strings.Contains(ready.Message, tc.field+" is not supported") || !strings.Contains(ready.Message, "AL2, AL2023 and Bottlerocket") {
 				t.Errorf("Ready = %+v\nwant False naming %q and the supported families", ready, tc.field)
 			}
 		})

@@ -48,6 +48,17 @@ type nodeConfigSpec struct {
 		Config awsv1.KubeletConfiguration `json:"config,omitempty"`
 		Flags  []string                   `json:"flags,omitempty"`
 	} `json:"kubelet"`
+	// Instance is set only for instanceStorePolicy RAID0.
+	Instance *nodeConfigInstance `json:"instance,omitempty"`
+}
+
+// nodeConfigInstance is nodeadm's spec.instance: localStorage.strategy RAID0
+// makes nodeadm build the instance store NVMe disks into one array and
+// mount the kubelet's and containerd's directories on it.
+type nodeConfigInstance struct {
+	LocalStorage struct {
+		Strategy string `json:"strategy"`
+	} `json:"localStorage"`
 }
 
 // bootstrap is what a node needs to join as the node it was launched as.
@@ -60,8 +71,8 @@ type bootstrap struct {
 	// UserData is the node class's spec.userData, merged in.
 	UserData string
 	// InstanceStoreRAID0 is spec.instanceStorePolicy RAID0: the instance
-	// store becomes the kubelet's and containerd's disk (Bottlerocket only
-	// so far).
+	// store becomes the kubelet's and containerd's disk, the ephemeral
+	// storage NodeSettings counts on (see InstanceStoreEphemeral).
 	InstanceStoreRAID0 bool
 }
 
@@ -81,15 +92,24 @@ func al2023UserData(o Options, b bootstrap) (string, error) {
 	if len(b.Taints) > 0 {
 		nc.Spec.Kubelet.Flags = append(nc.Spec.Kubelet.Flags, "--register-with-taints="+formatTaints(b.Taints))
 	}
+	if b.InstanceStoreRAID0 {
+		nc.Spec.Instance = &nodeConfigInstance{}
+		nc.Spec.Instance.LocalStorage.Strategy = "RAID0"
+	}
 	ours, err := yaml.Marshal(nc)
 	if err != nil {
 		return "", fmt.Errorf("writing NodeConfig: %w", err)
 	}
-	parts, err := userParts(b.UserData)
+	parts, err := userParts(b.UserData, contentTypeNodeConfig)
 	if err != nil {
 		return "", fmt.Errorf("reading spec.userData: %w", err)
 	}
-	parts = append(parts, typedPart(contentTypeNodeConfig, ours))
+	return mimeUserData(append(parts, typedPart(contentTypeNodeConfig, ours)))
+}
+
+// mimeUserData writes parts as one MIME multipart document, in order (the
+// order cloud-init runs scripts in).
+func mimeUserData(parts []userDataPart) (string, error) {
 	boundary := boundaryFor(parts)
 
 	var buf bytes.Buffer
@@ -142,15 +162,16 @@ func boundaryFor(parts []userDataPart) string {
 
 // userParts splits the user's user data into parts: a MIME multipart
 // document part by part, anything else as one part typed by its first line
-// (a shell script, cloud-config, else a NodeConfig).
-func userParts(userData string) ([]userDataPart, error) {
+// (a shell script, cloud-config, else the family's own format, orType: a
+// NodeConfig for AL2023, a shell script for AL2).
+func userParts(userData, orType string) ([]userDataPart, error) {
 	if strings.TrimSpace(userData) == "" {
 		return nil, nil
 	}
 	if strings.HasPrefix(userData, "MIME-Version:") || strings.HasPrefix(userData, "Content-Type: multipart") {
 		return mimeParts(userData)
 	}
-	contentType := contentTypeNodeConfig
+	contentType := orType
 	switch first := strings.TrimSpace(strings.SplitN(userData, "\n", 2)[0]); {
 	case strings.HasPrefix(first, "#!"):
 		contentType = contentTypeShell

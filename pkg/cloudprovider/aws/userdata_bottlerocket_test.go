@@ -1,7 +1,6 @@
 package aws
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"os"
@@ -29,6 +28,27 @@ func kubeletJSON(t *testing.T, raw string) awsv1.KubeletConfiguration {
 		}
 	}
 	return k
+}
+
+// checkGolden compares user data with the golden file at path, writing it
+// first when the test runs with -update.
+func checkGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *updateGolden {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to write it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("user data differs from %s:\n%s\nwant\n%s", path, got, want)
+	}
 }
 
 // bottlerocketBootstrap is a claim's registration as the provider passes it:
@@ -77,22 +97,7 @@ func TestBottlerocketUserDataGolden(t *testing.T) {
 			if err := toml.Unmarshal([]byte(ud), &doc); err != nil {
 				t.Fatalf("user data is not TOML: %v\n%s", err, ud)
 			}
-			path := filepath.Join("testdata", "bottlerocket", tc.name+".toml")
-			if *updateGolden {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(ud), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to write it)", err)
-			}
-			if ud != string(want) {
-				t.Errorf("user data differs from %s:\n%s\nwant\n%s", path, ud, want)
-			}
+			checkGolden(t, filepath.Join("testdata", "bottlerocket", tc.name+".toml"), ud)
 		})
 	}
 }
@@ -208,21 +213,13 @@ func TestBottlerocketRefusesKubeletFieldsItCannotSet(t *testing.T) {
 // tried: not passing the policy to the writer (no command with RAID0).
 func TestBottlerocketTemplateBuildsRAID0(t *testing.T) {
 	for _, policy := range []*awsv1.InstanceStorePolicy{nil, ptr.To(awsv1.InstanceStorePolicyRAID0)} {
-		nc := &awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "bottlerocket@latest"}}, InstanceStorePolicy: policy}}
-		_, data, _, err := newLaunchTemplates(nil, testOptions).template(launchParams{nodeClass: nc, ami: awsv1.AMI{ID: "ami-0b07000000000a150"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(*data.UserData)
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := templateUserData(t, &awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "bottlerocket@latest"}}, InstanceStorePolicy: policy}})
 		var doc struct {
 			Settings struct {
 				Commands map[string]any `toml:"bootstrap-commands"`
 			} `toml:"settings"`
 		}
-		if err := toml.Unmarshal(raw, &doc); err != nil {
+		if err := toml.Unmarshal([]byte(raw), &doc); err != nil {
 			t.Fatal(err)
 		}
 		if _, has := doc.Settings.Commands[raid0Command]; has != (policy != nil) {

@@ -66,7 +66,7 @@ func FuzzUserDataMerge(f *testing.F) {
 	f.Fuzz(func(t *testing.T, userData string) {
 		b := bootstrap{Labels: map[string]string{"team": "data"}, UserData: userData}
 		merged, err := al2023UserData(testOptions, b)
-		want, readErr := userParts(userData)
+		want, readErr := userParts(userData, contentTypeNodeConfig)
 		if (err != nil) != (readErr != nil) {
 			t.Fatalf("merge error %v, but reading the user's parts: %v", err, readErr)
 		}

@@ -1,12 +1,14 @@
 package aws
 
 import (
+	"encoding/base64"
 	"reflect"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
@@ -150,4 +152,41 @@ func TestNodeLabels(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("node labels = %v\nwant %v", got, want)
 	}
+}
+
+// TestAL2023TemplateBuildsRAID0: an AL2023 class with instanceStorePolicy
+// RAID0 gets a NodeConfig whose spec.instance.localStorage.strategy is
+// RAID0 in its launch template, so nodeadm builds the array the
+// allocatable ephemeral storage counts on; one without gets no
+// spec.instance. (Before, RAID0 raised allocatable and the node never built
+// the array.) Mutations tried: not passing the policy to the writer (no
+// strategy with RAID0), writing the strategy always (one without has it).
+func TestAL2023TemplateBuildsRAID0(t *testing.T) {
+	for _, policy := range []*awsv1.InstanceStorePolicy{nil, ptr.To(awsv1.InstanceStorePolicyRAID0)} {
+		ps := parts(t, templateUserData(t, &awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "al2023@latest"}}, InstanceStorePolicy: policy}}))
+		var doc map[string]any
+		if err := yaml.Unmarshal([]byte(ps[len(ps)-1][1]), &doc); err != nil {
+			t.Fatal(err)
+		}
+		instance, has := doc["spec"].(map[string]any)["instance"]
+		want := map[string]any{"localStorage": map[string]any{"strategy": "RAID0"}}
+		if has != (policy != nil) || (has && !reflect.DeepEqual(instance, want)) {
+			t.Errorf("instanceStorePolicy %v: NodeConfig spec.instance = %v (set %v)", policy, instance, has)
+		}
+	}
+}
+
+// templateUserData is the decoded user data of the launch template the
+// provider builds for nc.
+func templateUserData(t *testing.T, nc *awsv1.EC2NodeClass) string {
+	t.Helper()
+	_, data, _, err := newLaunchTemplates(nil, testOptions).template(launchParams{nodeClass: nc, ami: awsv1.AMI{ID: "ami-0a2023000000000a1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(*data.UserData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }
