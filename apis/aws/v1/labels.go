@@ -25,6 +25,7 @@ const (
 	LabelInstanceAcceleratorCount             = Group + "/instance-accelerator-count"
 	LabelTopologyZoneID                       = "topology.k8s.aws/zone-id"
 	LabelCapacityReservationID                = Group + "/capacity-reservation-id"
+	LabelCapacityReservationType              = Group + "/capacity-reservation-type"
 	LabelEC2NodeClass                         = Group + "/ec2nodeclass"
 )
 
