@@ -3,6 +3,7 @@ package catalog
 import (
 	"fmt"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,7 +39,19 @@ var offeringKeys = map[string]bool{
 	v1.LabelTopologyZone:      true,
 	awsv1.LabelTopologyZoneID: true,
 	v1.CapacityTypeLabelKey:   true,
+	// Only reserved offerings carry the reservation keys; they are matched
+	// per offering, never per type (a type's spot offering has no id).
+	awsv1.LabelCapacityReservationID:   true,
+	awsv1.LabelCapacityReservationType: true,
 }
+
+// reservationKeys are the offering keys only reserved offerings have.
+var reservationKeys = map[string]bool{awsv1.LabelCapacityReservationID: true, awsv1.LabelCapacityReservationType: true}
+
+// ReservedPriceFactor scales a type's on-demand price into its reserved
+// offerings' price: near zero, as the reservation is paid for whether used
+// or not, so the solver fills reservations first, and still ordered by size.
+const ReservedPriceFactor = 1e-6
 
 // CatalogKeys are the label keys the catalog answers for. A requirement on any
 // other key (a custom NodePool label) does not narrow instance types: the node
@@ -118,6 +131,16 @@ func New(snap *Snapshot, region string, zones ZoneNames, unavailable *Unavailabl
 			}
 			if len(r.Spot) > i && r.Spot[i] > 0 {
 				it.Offerings = append(it.Offerings, Offering{Zone: zone, ZoneID: id, CapacityType: v1.CapacityTypeSpot, Price: r.Spot[i], Interruption: r.Interruption})
+			}
+			for _, res := range snap.Reservations {
+				// One reservation per (type, zone): CreateFleet takes no two
+				// templates for the same pool, and unavailability is per pool.
+				if res.InstanceType == spec.Name && res.ZoneID == id && !slices.ContainsFunc(it.Offerings, func(o Offering) bool {
+					return o.ZoneID == id && o.CapacityType == v1.CapacityTypeReserved
+				}) {
+					it.Offerings = append(it.Offerings, Offering{Zone: zone, ZoneID: id, CapacityType: v1.CapacityTypeReserved,
+						Price: r.OnDemand * ReservedPriceFactor, ReservationID: res.ID, ReservationType: res.Type})
+				}
 			}
 		}
 		if len(it.Offerings) == 0 {
@@ -274,7 +297,7 @@ func (c *Catalog) Filter(reqs requirements.Requirements) ([]Candidate, error) {
 	match := c.all.clone()
 	for key, r := range reqs {
 		byValue, ok := c.index[key]
-		if !ok {
+		if !ok || reservationKeys[key] {
 			continue
 		}
 		allowed := newBitset(len(c.Types))
@@ -306,7 +329,7 @@ func (c *Catalog) Filter(reqs requirements.Requirements) ([]Candidate, error) {
 		var m uint64
 		for j, o := range it.Offerings {
 			if zones&(1<<o.zoneIdx) == 0 || capacityTypes&(1<<o.capacityIdx) == 0 ||
-				(zoneID != nil && !zoneID.Has(o.ZoneID)) {
+				(zoneID != nil && !zoneID.Has(o.ZoneID)) || !allowsReservation(reqs, o) {
 				continue
 			}
 			if _, out := unavailable[offeringKey{it.Name, o.Zone, o.CapacityType}]; out {
@@ -343,8 +366,27 @@ func (c *Catalog) Filter(reqs requirements.Requirements) ([]Candidate, error) {
 	return out, nil
 }
 
+// allowsReservation reports whether reqs accept the offering's reservation
+// keys: its values if reserved, their absence if not.
+func allowsReservation(reqs requirements.Requirements, o Offering) bool {
+	for key := range reservationKeys {
+		r, ok := reqs[key]
+		if !ok {
+			continue
+		}
+		if v := offeringValue(o, key); v == "" && !r.AllowsAbsent() || v != "" && !r.Has(v) {
+			return false
+		}
+	}
+	return true
+}
+
 func offeringValue(o Offering, key string) string {
 	switch key {
+	case awsv1.LabelCapacityReservationID:
+		return o.ReservationID
+	case awsv1.LabelCapacityReservationType:
+		return o.ReservationType
 	case v1.LabelTopologyZone:
 		return o.Zone
 	case awsv1.LabelTopologyZoneID:

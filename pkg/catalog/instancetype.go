@@ -41,7 +41,10 @@ type InstanceType struct {
 type Offering struct {
 	Zone         string
 	ZoneID       string
-	CapacityType string // karpenter.sh/capacity-type: spot or on-demand
+	CapacityType string // karpenter.sh/capacity-type: spot, on-demand or reserved
+	// ReservationID and ReservationType name a reserved offering's capacity
+	// reservation (karpenter.k8s.aws/capacity-reservation-id and -type).
+	ReservationID, ReservationType string
 	// Price is the hourly price in USD.
 	Price float64
 	// Interruption is the spot interruption-frequency bucket ("<5%" ... ">20%"),

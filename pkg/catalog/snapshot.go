@@ -17,6 +17,19 @@ type Snapshot struct {
 	// DataDate is when the source data was collected (YYYY-MM-DD).
 	DataDate string         `json:"dataDate"`
 	Types    []SnapshotType `json:"types"`
+	// Reservations are capacity reservations the catalog offers as
+	// reserved capacity (a node class's, never the embedded file's).
+	Reservations []Reservation `json:"reservations,omitempty"`
+}
+
+// Reservation is a capacity reservation of one type in one zone, offered as
+// karpenter.sh/capacity-type reserved.
+type Reservation struct {
+	ID           string `json:"id"`
+	InstanceType string `json:"instanceType"`
+	ZoneID       string `json:"zoneID"`
+	// Type is default or capacity-block.
+	Type string `json:"type"`
 }
 
 // SnapshotType is one instance type as recorded in the snapshot. JSON names are

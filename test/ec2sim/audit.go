@@ -327,6 +327,14 @@ func (a *authz) createFleet(p params) {
 		for _, id := range slices.Sorted(maps.Keys(subnets)) {
 			use(s.ec2ARN("subnet", id), subnets[id].Tags)
 		}
+		if id := lt.Data.CapacityReservationID; id != "" {
+			// A launch into a reservation is authorized on it too.
+			var tags map[string]string
+			if r, ok := s.reservations[id]; ok {
+				tags = r.Tags
+			}
+			use(s.ec2ARN("capacity-reservation", id), tags)
+		}
 		for _, id := range templateSecurityGroups(lt.Data) {
 			var tags map[string]string
 			for _, g := range s.scenario.SecurityGroups {

@@ -30,6 +30,7 @@ var ec2Handlers = map[string]handler{
 	"CreateFleet":                   (*Server).createFleet,
 	"TerminateInstances":            (*Server).terminateInstances,
 	"CreateTags":                    (*Server).createTags,
+	"DescribeCapacityReservations":  (*Server).describeCapacityReservations,
 }
 
 // items is the EC2 Query encoding of a list: <name><item>...</item></name>.

@@ -113,7 +113,7 @@ func (s *Server) createFleet(p params) (any, *APIError) {
 		return nil, apiErr
 	}
 	l := &launch{fleetID: s.newFleetID(), budget: s.takeFleetBudgetLocked(), groups: map[*candidate]*fleetInstanceXML{}, reservations: map[*candidate]string{}}
-	for _, capacityType := range []string{capacityOnDemand, capacitySpot} {
+	for _, capacityType := range []string{capacityOnDemand, capacityBlock, capacitySpot} {
 		if need := req.target[capacityType]; need > 0 {
 			s.fillLocked(req, capacityType, need, l)
 		}
@@ -176,8 +176,8 @@ func (s *Server) readFleetRequestLocked(p params) (*fleetRequest, *APIError) {
 		return nil, invalidParameter("TotalTargetCapacity must be between 1 and %d, got %q", maxTargetCapacity, p.get("TargetCapacitySpecification.TotalTargetCapacity"))
 	}
 	defaultType := p.get("TargetCapacitySpecification.DefaultTargetCapacityType")
-	if defaultType != capacitySpot && defaultType != capacityOnDemand {
-		return nil, invalidParameter("DefaultTargetCapacityType must be spot or on-demand, got %q", defaultType)
+	if defaultType != capacitySpot && defaultType != capacityOnDemand && defaultType != capacityBlock {
+		return nil, invalidParameter("DefaultTargetCapacityType must be spot, on-demand or capacity-block, got %q", defaultType)
 	}
 	onDemand, spot := atoi(p.get("TargetCapacitySpecification.OnDemandTargetCapacity")), atoi(p.get("TargetCapacitySpecification.SpotTargetCapacity"))
 	if onDemand < 0 || spot < 0 || onDemand+spot > total {
@@ -337,6 +337,13 @@ func (s *Server) candidatesLocked(req *fleetRequest, capacityType string) ([]*ca
 				}
 				if code, message := interfaceProblem(config.lt.Data.NetworkInterfaces, instanceType, spec); code != "" {
 					fail(code, "%s", message)
+					continue
+				}
+				if id := config.lt.Data.CapacityReservationID; id != "" && capacityType == capacitySpot {
+					fail("InvalidParameterCombination", "A Spot Instance cannot be launched into a capacity reservation (%s)", id)
+					continue
+				} else if id == "" && capacityType == capacityBlock {
+					fail("InvalidParameterCombination", "The capacity-block target capacity type needs a launch template that targets a capacity block")
 					continue
 				}
 				price := spec.Regions[s.scenario.Region].OnDemand
@@ -595,7 +602,14 @@ func (s *Server) chooseLocked(candidates []*candidate, failed map[*candidate]boo
 // for it, or returns the fleet error code and message EC2 gives.
 func (s *Server) claimLocked(c *candidate, capacityType string) (ip, code, message string) {
 	pool := c.pool(capacityType)
-	if s.remainingLocked(pool) == 0 {
+	if id := c.config.lt.Data.CapacityReservationID; id != "" {
+		// Reserved capacity is held for the account: the pool's own
+		// capacity does not apply, the reservation's does.
+		if refusal := s.reservationRefusalLocked(id, c.instanceType, c.subnet.Zone, capacityType); refusal != "" {
+			code, message, _ := strings.Cut(refusal, "|")
+			return "", code, message
+		}
+	} else if s.remainingLocked(pool) == 0 {
 		if capacityType == capacitySpot {
 			return "", "InsufficientInstanceCapacity", "There is no Spot capacity available that matches your request."
 		}
@@ -625,7 +639,7 @@ func (s *Server) activeSpotLocked() int {
 // launchLocked starts one instance in the candidate's pool.
 func (s *Server) launchLocked(req *fleetRequest, c *candidate, capacityType, ip string, l *launch) {
 	pool := c.pool(capacityType)
-	if n, ok := s.capacity[pool]; ok {
+	if n, ok := s.capacity[pool]; ok && c.config.lt.Data.CapacityReservationID == "" {
 		s.capacity[pool] = n - 1
 	}
 	if _, ok := l.reservations[c]; !ok {
@@ -651,6 +665,7 @@ func (s *Server) launchLocked(req *fleetRequest, c *candidate, capacityType, ip 
 			LaunchTime: now, Tags: tags, FleetID: l.fleetID, LaunchTemplateID: lt.ID, LaunchTemplateVersion: "1",
 			UserData: lt.Data.UserData, SecurityGroupIDs: templateSecurityGroups(lt.Data),
 			IAMInstanceProfile: profile, MetadataOptions: lt.Data.MetadataOptions,
+			CapacityReservationID: lt.Data.CapacityReservationID,
 		},
 		reservationID: l.reservations[c], runAt: now.Add(s.settings.launchDelay),
 	}

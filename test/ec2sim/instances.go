@@ -74,10 +74,13 @@ type Instance struct {
 	LaunchTime  time.Time
 	// InterruptionTime is when EC2 announced the spot interruption; zero if
 	// none was.
-	InterruptionTime      time.Time
-	Tags                  map[string]string
-	FleetID               string
-	LaunchTemplateID      string
+	InterruptionTime time.Time
+	Tags             map[string]string
+	FleetID          string
+	LaunchTemplateID string
+	// CapacityReservationID is the reservation the instance was launched
+	// into, from its launch template's target; empty for none.
+	CapacityReservationID string
 	LaunchTemplateVersion string
 
 	// RebalanceRecommendationTime is when Rebalance last recommended
@@ -336,6 +339,7 @@ type instanceXML struct {
 	Hypervisor            string `xml:"hypervisor"`
 	InstanceLifecycle     string `xml:"instanceLifecycle,omitempty"`
 	SpotInstanceRequestID string `xml:"spotInstanceRequestId,omitempty"`
+	CapacityReservationID string `xml:"capacityReservationId,omitempty"`
 	IAMInstanceProfile    *struct {
 		ARN string `xml:"arn"`
 		ID  string `xml:"id"`
@@ -390,6 +394,10 @@ func (s *Server) instanceInfo(in *instance) instanceXML {
 	if in.CapacityType == capacitySpot {
 		x.InstanceLifecycle, x.SpotInstanceRequestID = "spot", in.SpotInstanceRequestID
 	}
+	if in.CapacityType == capacityBlock {
+		x.InstanceLifecycle = capacityBlock
+	}
+	x.CapacityReservationID = in.CapacityReservationID
 	if in.IAMInstanceProfile != "" {
 		arn := in.IAMInstanceProfile
 		if !strings.HasPrefix(arn, "arn:") {

@@ -41,6 +41,9 @@ type LaunchTemplateData struct {
 	// NetworkInterfaces are the interfaces the template names; with any,
 	// security groups are given on them instead of in SecurityGroupIDs.
 	NetworkInterfaces []NetworkInterface
+	// CapacityReservationID is CapacityReservationSpecification's target:
+	// the reservation every launch from the template goes into.
+	CapacityReservationID string
 	// TagSpecifications tag what instances launched from the template create,
 	// by resource type (instance, volume, ...).
 	TagSpecifications map[string]map[string]string
@@ -232,7 +235,14 @@ func readLaunchTemplateData(p params) (LaunchTemplateData, *APIError) {
 			HTTPProtocolIPv6: p.get("MetadataOptions.HttpProtocolIpv6"), InstanceMetadataTags: p.get("MetadataOptions.InstanceMetadataTags"),
 			HTTPPutResponseHopLimit: int32(atoi(p.get("MetadataOptions.HttpPutResponseHopLimit"))),
 		},
-		TagSpecifications: map[string]map[string]string{},
+		TagSpecifications:     map[string]map[string]string{},
+		CapacityReservationID: p.get("CapacityReservationSpecification.CapacityReservationTarget.CapacityReservationId"),
+	}
+	if id := d.CapacityReservationID; id != "" && !capacityReservationIDPattern.MatchString(id) {
+		return d, &APIError{Code: "InvalidCapacityReservationId.Malformed", Status: 400, Message: fmt.Sprintf("Invalid id: \"%s\"", id)}
+	}
+	if p.get("CapacityReservationSpecification.CapacityReservationTarget.CapacityReservationResourceGroupArn") != "" {
+		return d, invalidParameter("the simulator does not model capacity reservation resource groups")
 	}
 	if d.UserData != "" {
 		if _, err := base64.StdEncoding.DecodeString(d.UserData); err != nil {

@@ -60,6 +60,10 @@ type Server struct {
 	partial   partialFulfillment
 	spotLimit int // active spot instances allowed; <0 unlimited
 
+	// reservations are the account's capacity reservations by id: see
+	// capacityreservations.go.
+	reservations map[string]*CapacityReservation
+
 	// audit records every call with the authorizations AWS would make for
 	// it: see audit.go.
 	audit []Call

@@ -29,10 +29,11 @@ const (
 	LabelInstanceTenancy = Group + "/instance-tenancy"
 	// LabelInstanceCapabilityFlex is "true" for the flex families (c7i-flex,
 	// m7i-flex, ...), whose baseline is a share of the vCPUs, "false" for others.
-	LabelInstanceCapabilityFlex = Group + "/instance-capability-flex"
-	LabelTopologyZoneID         = "topology.k8s.aws/zone-id"
-	LabelCapacityReservationID  = Group + "/capacity-reservation-id"
-	LabelEC2NodeClass           = Group + "/ec2nodeclass"
+	LabelInstanceCapabilityFlex  = Group + "/instance-capability-flex"
+	LabelTopologyZoneID          = "topology.k8s.aws/zone-id"
+	LabelCapacityReservationID   = Group + "/capacity-reservation-id"
+	LabelCapacityReservationType = Group + "/capacity-reservation-type"
+	LabelEC2NodeClass            = Group + "/ec2nodeclass"
 )
 
 // Tags nodewright puts on the EC2 resources it creates, used to find its own

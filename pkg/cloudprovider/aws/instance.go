@@ -50,6 +50,7 @@ var capacityErrorCodes = map[string]bool{
 	"MaxSpotInstanceCountExceeded": true,
 	"VcpuLimitExceeded":            true,
 	"Unsupported":                  true,
+	reservationExceededCode:        true,
 }
 
 // subnetFullCode is EC2's fleet error for an override whose subnet has no
@@ -159,6 +160,11 @@ func (p *CloudProvider) launch(ctx context.Context, claim *v1.NodeClaim, nc *aws
 			}
 			lastCode = code
 			capacityType := cmp.Or(string(e.Lifecycle), plan.capacityType)
+			if plan.capacityType == v1.CapacityTypeReserved {
+				// EC2 names the launch on-demand (or capacity-block); what is
+				// out is the reservation, not the type's on-demand capacity.
+				capacityType = v1.CapacityTypeReserved
+			}
 			c.Unavailable.MarkUnavailable(o.instanceType.Name, o.zone, capacityType)
 			learned++
 			capacityErrs = append(capacityErrs, fmt.Sprintf("%s %s %s: %s", o.instanceType.Name, o.zone, capacityType, code))
@@ -201,6 +207,21 @@ type override struct {
 	rank         int
 	ami          awsv1.AMI
 	price        float64
+	// reservationID and reservationType are a reserved pool's reservation.
+	reservationID, reservationType string
+}
+
+// targetCapacityType is the fleet's capacity type: a reserved plan
+// launches as on-demand into its reservations, or as capacity-block into
+// capacity blocks.
+func (f fleetPlan) targetCapacityType() ec2types.DefaultTargetCapacityType {
+	if f.capacityType != v1.CapacityTypeReserved {
+		return ec2types.DefaultTargetCapacityType(f.capacityType)
+	}
+	if len(f.overrides) > 0 && f.overrides[0].reservationType == reservationTypeCapacityBlock {
+		return ec2types.DefaultTargetCapacityTypeCapacityBlock
+	}
+	return ec2types.DefaultTargetCapacityTypeOnDemand
 }
 
 // preferredSubnets are the subnets the plan prefers, one per zone: where
@@ -232,7 +253,7 @@ func (p *CloudProvider) planFleet(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, r
 	if err != nil {
 		return fleetPlan{}, err
 	}
-	var spot, onDemand []override
+	var spot, onDemand, reserved []override
 	for _, cand := range candidates {
 		if !fits(claim.Spec.Resources.Requests, cand.Type, nc, settings) {
 			continue
@@ -243,8 +264,11 @@ func (p *CloudProvider) planFleet(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, r
 		}
 		for _, o := range cand.Offerings() {
 			for rank, subnet := range zoneSubnets[o.Zone] {
-				ov := override{instanceType: cand.Type, zone: o.Zone, subnet: subnet, rank: rank, ami: ami, price: o.Price}
+				ov := override{instanceType: cand.Type, zone: o.Zone, subnet: subnet, rank: rank, ami: ami, price: o.Price,
+					reservationID: o.ReservationID, reservationType: o.ReservationType}
 				switch o.CapacityType {
+				case v1.CapacityTypeReserved:
+					reserved = append(reserved, ov)
 				case v1.CapacityTypeSpot:
 					spot = append(spot, ov)
 				case v1.CapacityTypeOnDemand:
@@ -258,13 +282,26 @@ func (p *CloudProvider) planFleet(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, r
 	}
 	slices.SortFunc(spot, byPrice)
 	slices.SortFunc(onDemand, byPrice)
+	slices.SortFunc(reserved, byPrice)
+	if len(reserved) > 0 {
+		// A fleet launches into default reservations as on-demand and into
+		// capacity blocks as capacity-block: one kind per fleet, the
+		// cheapest pool's.
+		kind := reserved[0].reservationType
+		reserved = slices.DeleteFunc(reserved, func(o override) bool { return o.reservationType != kind })
+	}
 	if len(onDemand) > 0 {
 		// Spot is never worth more than on-demand: its pools priced above the
 		// cheapest on-demand one are left out, as Karpenter does.
 		spot = slices.DeleteFunc(spot, func(o override) bool { return o.price > onDemand[0].price })
 	}
-	plan := fleetPlan{capacityType: v1.CapacityTypeSpot, overrides: spot}
-	if len(spot) == 0 {
+	// Reserved capacity is paid for whether used or not: first, then spot,
+	// then on-demand.
+	plan := fleetPlan{capacityType: v1.CapacityTypeReserved, overrides: reserved}
+	if len(reserved) == 0 {
+		plan = fleetPlan{capacityType: v1.CapacityTypeSpot, overrides: spot}
+	}
+	if len(reserved) == 0 && len(spot) == 0 {
 		plan = fleetPlan{capacityType: v1.CapacityTypeOnDemand, overrides: onDemand}
 	}
 	if len(plan.overrides) == 0 {
@@ -381,12 +418,12 @@ func (p *CloudProvider) createFleet(ctx context.Context, claim *v1.NodeClaim, nc
 			LaunchTemplateConfigs: configs,
 			TargetCapacitySpecification: &ec2types.TargetCapacitySpecificationRequest{
 				TotalTargetCapacity:       aws.Int32(1),
-				DefaultTargetCapacityType: ec2types.DefaultTargetCapacityType(plan.capacityType),
+				DefaultTargetCapacityType: plan.targetCapacityType(),
 			},
 			TagSpecifications: fleetTagSpecifications(ec2Tags(p.instanceTags(claim, nc))),
 			Context:           nc.Spec.Context,
 		}
-		if plan.capacityType == v1.CapacityTypeSpot {
+		if plan.targetCapacityType() == ec2types.DefaultTargetCapacityTypeSpot {
 			in.SpotOptions = &ec2types.SpotOptionsRequest{AllocationStrategy: ec2types.SpotAllocationStrategyPriceCapacityOptimized}
 		} else {
 			in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{AllocationStrategy: ec2types.FleetOnDemandAllocationStrategyLowestPrice}
@@ -426,24 +463,25 @@ func launchTemplateMissing(out *ec2.CreateFleetOutput, err error) bool {
 	return slices.ContainsFunc(out.Errors, func(e ec2types.CreateFleetError) bool { return launchTemplateNotFoundCodes[aws.ToString(e.ErrorCode)] })
 }
 
-// launchTemplateConfigs groups the plan's pools by AMI, one launch template
-// each.
+// launchTemplateConfigs groups the plan's pools by AMI and reservation, one
+// launch template each: a template targets at most one reservation.
 func (p *CloudProvider) launchTemplateConfigs(ctx context.Context, claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, plan fleetPlan) ([]ec2types.FleetLaunchTemplateConfigRequest, []string, error) {
 	var configs []ec2types.FleetLaunchTemplateConfigRequest
 	var names []string
-	byAMI := map[string]int{}
+	byTemplate := map[[2]string]int{}
 	for _, o := range plan.overrides {
-		i, ok := byAMI[o.ami.ID]
+		i, ok := byTemplate[[2]string{o.ami.ID, o.reservationID}]
 		if !ok {
 			name, err := p.launchTemplates.ensure(ctx, launchParams{
 				nodeClass: nc, nodePool: claim.Labels[v1.NodePoolLabelKey], ami: o.ami,
 				capacityType: plan.capacityType, labels: plan.labels, taints: plan.taints,
+				capacityReservationID: o.reservationID,
 			})
 			if err != nil {
 				return nil, nil, err
 			}
 			i = len(configs)
-			byAMI[o.ami.ID] = i
+			byTemplate[[2]string{o.ami.ID, o.reservationID}] = i
 			names = append(names, name)
 			configs = append(configs, ec2types.FleetLaunchTemplateConfigRequest{
 				LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateName: aws.String(name), Version: aws.String("$Latest")},
@@ -519,6 +557,12 @@ func (p *CloudProvider) launchedInstance(ctx context.Context, fi ec2types.Create
 	if o, ok := plan.find(fi.LaunchTemplateAndOverrides); ok {
 		inst.Placement = &ec2types.Placement{AvailabilityZone: aws.String(o.zone)}
 		inst.ImageId = aws.String(o.ami.ID)
+		if o.reservationID != "" {
+			inst.CapacityReservationId = aws.String(o.reservationID)
+			if o.reservationType == reservationTypeCapacityBlock {
+				inst.InstanceLifecycle = ec2types.InstanceLifecycleTypeCapacityBlock
+			}
+		}
 		if o.subnet != "" {
 			inst.SubnetId = aws.String(o.subnet)
 		}
@@ -610,6 +654,14 @@ func (p *CloudProvider) claimFromInstance(inst ec2types.Instance, nc *awsv1.EC2N
 	if inst.InstanceLifecycle == ec2types.InstanceLifecycleTypeSpot {
 		capacityType = v1.CapacityTypeSpot
 	}
+	reservation := aws.ToString(inst.CapacityReservationId)
+	if reservation != "" && (inst.InstanceLifecycle == ec2types.InstanceLifecycleTypeCapacityBlock || reservedBy(nc, reservation)) {
+		// Launched into a reservation the class selects (or a capacity
+		// block, which only a targeted launch enters); an on-demand
+		// instance EC2 matched into some other open reservation stays
+		// on-demand, as in Karpenter.
+		capacityType = v1.CapacityTypeReserved
+	}
 	claim := &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: tags[awsv1.TagNodeClaim], Labels: map[string]string{}}}
 	if t := inst.LaunchTime; t != nil {
 		claim.CreationTimestamp = metav1.NewTime(*t)
@@ -640,6 +692,13 @@ func (p *CloudProvider) claimFromInstance(inst ec2types.Instance, nc *awsv1.EC2N
 	}
 	claim.Labels[v1.LabelTopologyRegion] = p.opts.Region
 	claim.Labels[v1.CapacityTypeLabelKey] = capacityType
+	if capacityType == v1.CapacityTypeReserved {
+		claim.Labels[awsv1.LabelCapacityReservationID] = reservation
+		claim.Labels[awsv1.LabelCapacityReservationType] = reservationTypeDefault
+		if inst.InstanceLifecycle == ec2types.InstanceLifecycleTypeCapacityBlock {
+			claim.Labels[awsv1.LabelCapacityReservationType] = reservationTypeCapacityBlock
+		}
+	}
 	if pool := tags[awsv1.TagNodePool]; pool != "" {
 		claim.Labels[v1.NodePoolLabelKey] = pool
 	}

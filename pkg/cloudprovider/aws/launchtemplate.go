@@ -79,6 +79,9 @@ type launchParams struct {
 	capacityType string
 	labels       map[string]string
 	taints       []corev1.Taint
+	// capacityReservationID is the reservation every launch from the
+	// template targets; empty for none.
+	capacityReservationID string
 }
 
 // template builds the template's content and name.
@@ -130,6 +133,11 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 	}
 	if nv := nc.Spec.CPUOptions; nv != nil && nv.NestedVirtualization != nil {
 		data.CpuOptions = &ec2types.LaunchTemplateCpuOptionsRequest{NestedVirtualization: ec2types.NestedVirtualizationSpecification(*nv.NestedVirtualization)}
+	}
+	if p.capacityReservationID != "" {
+		data.CapacityReservationSpecification = &ec2types.LaunchTemplateCapacityReservationSpecificationRequest{
+			CapacityReservationTarget: &ec2types.CapacityReservationTarget{CapacityReservationId: aws.String(p.capacityReservationID)},
+		}
 	}
 	if e := nc.Spec.EnclaveOptions; e != nil {
 		data.EnclaveOptions = &ec2types.LaunchTemplateEnclaveOptionsRequest{Enabled: e.Enabled}

@@ -41,7 +41,7 @@ const (
 // readinessConditions are the conditions Ready summarizes, in message order.
 var readinessConditions = []string{
 	awsv1.ConditionTypeSubnetsReady, awsv1.ConditionTypeSecurityGroupsReady, awsv1.ConditionTypeAMIsReady,
-	awsv1.ConditionTypeInstanceProfileReady, awsv1.ConditionTypeValidationSucceeded,
+	awsv1.ConditionTypeInstanceProfileReady, awsv1.ConditionTypeCapacityReservationsReady, awsv1.ConditionTypeValidationSucceeded,
 }
 
 // nodeClassEC2API is what resolving an EC2NodeClass needs of EC2.
@@ -49,6 +49,7 @@ type nodeClassEC2API interface {
 	ec2.DescribeSubnetsAPIClient
 	ec2.DescribeSecurityGroupsAPIClient
 	ec2.DescribeImagesAPIClient
+	ec2.DescribeCapacityReservationsAPIClient
 }
 
 // ssmAPI is what resolving AMI aliases and SSM parameter terms needs of SSM.
@@ -122,6 +123,19 @@ func (r *NodeClassResolver) Resolve(ctx context.Context, nc *awsv1.EC2NodeClass)
 	} else {
 		status.AMIs = amis
 		set(awsv1.ConditionTypeAMIsReady, len(amis) > 0, ReasonAMINotFound, selectionMessage("AMI", len(amis), unmatched))
+	}
+
+	// Reservations come and go (a block ends, one is cancelled): none
+	// selected leaves the class ready to launch spot and on-demand, as in
+	// Karpenter; the message names the terms that matched nothing.
+	if len(nc.Spec.CapacityReservationSelectorTerms) == 0 {
+		status.CapacityReservations = nil
+		set(awsv1.ConditionTypeCapacityReservationsReady, true, "", "")
+	} else if reservations, unmatched, err := r.capacityReservations(ctx, nc); err != nil {
+		failed(awsv1.ConditionTypeCapacityReservationsReady, err)
+	} else {
+		status.CapacityReservations = reservations
+		set(awsv1.ConditionTypeCapacityReservationsReady, true, "", selectionMessage("capacity reservation", len(reservations), unmatched))
 	}
 
 	switch profile, err := r.instanceProfile(ctx, nc); {

@@ -16,9 +16,10 @@ import (
 
 // nodeClassCatalogs derives, from the region's catalog, the catalog one node
 // class can launch from: offerings only in zones where it has a subnet, and
-// only types one of its AMIs runs on (no GPU type without a GPU image). The
+// only types one of its AMIs runs on (no GPU type without a GPU image), and
+// a reserved offering for each of its active capacity reservations. The
 // solver must not plan what the launch cannot place. Derived catalogs are
-// cached per (region catalog, zones, AMI requirements), since node classes
+// cached per (region catalog, zones, AMI requirements, reservations), since node classes
 // rarely change and the region catalog changes every few minutes at most.
 type nodeClassCatalogs struct {
 	mu      sync.Mutex
@@ -42,13 +43,18 @@ func (n *nodeClassCatalogs) get(base *catalog.Catalog, nc *awsv1.EC2NodeClass) (
 		return nil, fmt.Errorf("EC2NodeClass %s: %w", nc.Name, err)
 	}
 	needs := typeNeedsOf(nc)
-	key := strings.Join(zoneIDs, ",") + "|" + string(amiReqs) + "|" + fmt.Sprintf("%+v", needs)
+	reservations := catalogReservations(nc)
+	reserved, err := json.Marshal(reservations)
+	if err != nil {
+		return nil, fmt.Errorf("EC2NodeClass %s: %w", nc.Name, err)
+	}
+	key := strings.Join(zoneIDs, ",") + "|" + string(amiReqs) + "|" + fmt.Sprintf("%+v", needs) + "|" + string(reserved)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if e, ok := n.entries[key]; ok && e.base == base {
 		return e.derived, nil
 	}
-	derived, err := restrictCatalog(base, zoneIDs, nc.Status.AMIs, needs)
+	derived, err := restrictCatalog(base, zoneIDs, nc.Status.AMIs, needs, reservations)
 	if err != nil {
 		return nil, fmt.Errorf("EC2NodeClass %s: %w", nc.Name, err)
 	}
@@ -131,8 +137,8 @@ func (n typeNeeds) allow(t catalog.SnapshotType) bool {
 }
 
 // restrictCatalog rebuilds base with only the given zones and the types one
-// of amis runs on and needs allow.
-func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, needs typeNeeds) (*catalog.Catalog, error) {
+// of amis runs on and needs allow, with the reservations' reserved offerings.
+func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, needs typeNeeds, reservations []catalog.Reservation) (*catalog.Catalog, error) {
 	amiReqs := make([]requirements.Requirements, len(amis))
 	for i, a := range amis {
 		amiReqs[i] = amiRequirements(a)
@@ -146,7 +152,7 @@ func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, 
 		return false
 	}
 	names := catalog.ZoneNames{}
-	snap := &catalog.Snapshot{}
+	snap := &catalog.Snapshot{Reservations: reservations}
 	for _, it := range base.Types {
 		for _, o := range it.Offerings {
 			names[o.ZoneID] = o.Zone

@@ -9,8 +9,8 @@ import (
 // notYetSupported names each field of the class that Karpenter's schema
 // accepts and nodewright does not act on yet. A class with one is refused
 // (ValidationSucceeded False, so not Ready, naming the field) instead of
-// launching nodes without what the field asked for: capacity reservations
-// not used, interfaces or EFA missing, a placement group not joined.
+// launching nodes without what the field asked for: interfaces or EFA
+// missing, a placement group not joined.
 func notYetSupported(nc *awsv1.EC2NodeClass) []string {
 	var fields []string
 	set := func(path string, isSet bool) {
@@ -19,13 +19,6 @@ func notYetSupported(nc *awsv1.EC2NodeClass) []string {
 		}
 	}
 	s := nc.Spec
-	for i, t := range s.CapacityReservationSelectorTerms {
-		p := fmt.Sprintf("spec.capacityReservationSelectorTerms[%d]", i)
-		set(p+".tags", len(t.Tags) > 0)
-		set(p+".id", t.ID != "")
-		set(p+".ownerID", t.OwnerID != "")
-		set(p+".instanceMatchCriteria", t.InstanceMatchCriteria != "")
-	}
 	for i, n := range s.NetworkInterfaces {
 		p := fmt.Sprintf("spec.networkInterfaces[%d]", i)
 		// Every entry is refused; the fields say which interface it is.
