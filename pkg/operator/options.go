@@ -60,6 +60,9 @@ type Options struct {
 	ConsolidationMinSavings float64
 	// FeatureGates switch optional behaviours; see FeatureGates.
 	FeatureGates FeatureGates
+	// IgnoredFeatureGates are the gate names given that switch nothing
+	// here, logged as warnings when the operator starts.
+	IgnoredFeatureGates []IgnoredGate
 }
 
 // leaderElectionID names the Lease the replicas contend for.
@@ -131,7 +134,10 @@ func ParseOptions(args []string, env func(string) string) (Options, error) {
 	fs.Float64Var(&o.VMMemoryOverheadPercent, "vm-memory-overhead-percent", floatEnv("VM_MEMORY_OVERHEAD_PERCENT", 0.075), "share of memory the hypervisor keeps (env VM_MEMORY_OVERHEAD_PERCENT)")
 	fs.StringVar(&o.InterruptionQueue, "interruption-queue", env("INTERRUPTION_QUEUE"), "SQS queue (name or URL) of EC2 interruption events; empty disables interruption handling (env INTERRUPTION_QUEUE)")
 	gates := envOr("FEATURE_GATES", "")
-	fs.StringVar(&gates, "feature-gates", gates, "Name=true|false pairs, comma-separated; known: "+DefaultFeatureGates().String()+" (defaults shown) (env FEATURE_GATES)")
+	fs.StringVar(&gates, "feature-gates", gates, "Name=true|false pairs, comma-separated; known: "+DefaultFeatureGates().String()+
+		" (defaults shown); Karpenter's other gates are accepted and ignored with a warning (env FEATURE_GATES)")
+	awsGates := envOr("AWS_FEATURE_GATES", "")
+	fs.StringVar(&awsGates, "aws-feature-gates", awsGates, "Karpenter's AWS provider gates, read as --feature-gates (env AWS_FEATURE_GATES)")
 	fs.StringVar(&o.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info or error (env LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -141,11 +147,11 @@ func ParseOptions(args []string, env func(string) string) (Options, error) {
 		}
 		return Options{}, err
 	}
-	g, err := ParseFeatureGates(gates)
+	g, ignored, err := ParseFeatureGates(gates + "," + awsGates)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	o.FeatureGates = g
+	o.FeatureGates, o.IgnoredFeatureGates = g, ignored
 	if len(errs) > 0 {
 		return Options{}, errors.Join(errs...)
 	}

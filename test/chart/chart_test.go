@@ -213,7 +213,8 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 		`serviceAccount.annotations.eks\.amazonaws\.com/role-arn=arn:aws:iam::111122223333:role/nodewright`,
 		"image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 		"metrics.serviceMonitor.enabled=true", "interruptionQueue=my-cluster-interruptions", "featureGates.DrainOnRebalance=true",
-		"consolidationMinSavings=0.25")
+		// Karpenter's chart spells gates in lowerCamelCase.
+		"featureGates.spotToSpotConsolidation=false", "featureGates.staticCapacity=true", "consolidationMinSavings=0.25")
 	var kept []*unstructured.Unstructured
 	sawMonitor := false
 	for _, o := range objs {
@@ -246,7 +247,10 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the controller refuses the chart's environment: %v", err)
 	}
-	if opts.InterruptionQueue != "my-cluster-interruptions" || !opts.FeatureGates.DrainOnRebalance || opts.ConsolidationMinSavings != 0.25 {
+	// Mutation tried: the helper without `title` -> spotToSpotConsolidation
+	// ignored as unknown, the gate stays on.
+	if opts.InterruptionQueue != "my-cluster-interruptions" || !opts.FeatureGates.DrainOnRebalance || opts.FeatureGates.SpotToSpotConsolidation ||
+		len(opts.IgnoredFeatureGates) != 1 || opts.IgnoredFeatureGates[0].Name != "StaticCapacity" || opts.ConsolidationMinSavings != 0.25 {
 		t.Errorf("interruptionQueue, featureGates or consolidationMinSavings not passed on: queue %q gates %s min savings %v",
 			opts.InterruptionQueue, opts.FeatureGates, opts.ConsolidationMinSavings)
 	}
