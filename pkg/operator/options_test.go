@@ -64,7 +64,6 @@ func TestParseOptionsErrorsNameTheSetting(t *testing.T) {
 		{with("--cluster-name=a"), map[string]string{"BATCH_IDLE_DURATION": "soon"}, `BATCH_IDLE_DURATION="soon": not a duration`},
 		{with("--cluster-name=a"), map[string]string{"LEADER_ELECT": "maybe"}, `LEADER_ELECT="maybe": not true or false`},
 		{[]string{"--cluster-name=a"}, nil, "--region (or AWS_REGION) is required"},
-		{with("--cluster-name=a", "--cluster-cidr="), nil, "--cluster-cidr (or CLUSTER_CIDR) is required"},
 		{with("--cluster-name=a", "--vm-memory-overhead-percent=1.5"), nil, "--vm-memory-overhead-percent must be a fraction"},
 		{with("--cluster-name=a", "--consolidation-min-savings=1"), nil, "--consolidation-min-savings must be a fraction"},
 		{with("--cluster-name=a"), map[string]string{"AWS_FEATURE_GATES": "NodeClassCEL=maybe"}, `--feature-gates: NodeClassCEL="maybe": want`},
