@@ -128,3 +128,24 @@ func TestNodePoolListWithAnOverflowingDurationDecodes(t *testing.T) {
 		}
 	}
 }
+
+// A Disruption built in Go without ConsolidateAfter is written with "0s", the
+// value a NodePool without a disruption block gets, so the CRD (which
+// requires it in a block, as Karpenter's) accepts it; a value set is written
+// as is. Mutation tried: Disruption.MarshalJSON removed -> the field is left
+// out.
+func TestDisruptionWritesConsolidateAfter(t *testing.T) {
+	for _, tc := range []struct {
+		in   Disruption
+		want string
+	}{
+		{Disruption{ConsolidationPolicy: ConsolidationPolicyWhenEmpty}, `"consolidateAfter":"0s"`},
+		{Disruption{ConsolidateAfter: MustParseNillableDuration("Never")}, `"consolidateAfter":"Never"`},
+		{Disruption{ConsolidateAfter: MustParseNillableDuration("90s")}, `"consolidateAfter":"90s"`},
+	} {
+		b, err := json.Marshal(NodePoolSpec{Disruption: tc.in})
+		if err != nil || !strings.Contains(string(b), tc.want) {
+			t.Errorf("%+v: %s %v, want %s", tc.in, b, err, tc.want)
+		}
+	}
+}

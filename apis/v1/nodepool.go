@@ -1,6 +1,8 @@
 package v1
 
 import (
+	"encoding/json"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -46,11 +48,12 @@ type Disruption struct {
 	// ConsolidateAfter is the duration the controller will wait before attempting
 	// to terminate nodes that are underutilized, counted from the last pod
 	// scheduling or removal on the node. "Never" turns consolidation off.
-	// +kubebuilder:default:="0s"
+	// Required in a disruption block, as in Karpenter; a NodePool without a
+	// disruption block gets 0s.
 	// +kubebuilder:validation:Pattern=`^(([0-9]+(s|m|h))+|Never)$`
 	// +kubebuilder:validation:Type="string"
 	// +kubebuilder:validation:Schemaless
-	// +optional
+	// +required
 	// +kubebuilder:validation:XValidation:rule="self == 'Never' || duration(self) >= duration('0s')",message="must be a duration Go can hold (at most 2562047h) or Never"
 	ConsolidateAfter NillableDuration `json:"consolidateAfter,omitempty,omitzero"`
 	// ConsolidationPolicy describes which nodes nodewright can disrupt through its
@@ -68,6 +71,17 @@ type Disruption struct {
 	// +listType=atomic
 	// +optional
 	Budgets []Budget `json:"budgets,omitempty"`
+}
+
+// MarshalJSON writes an unset ConsolidateAfter as "0s", the value a NodePool
+// without a disruption block gets, so a NodePool built in Go with only a
+// policy or budgets passes the CRD's required consolidateAfter.
+func (d Disruption) MarshalJSON() ([]byte, error) {
+	type plain Disruption // without this method
+	if d.ConsolidateAfter.String() == "" {
+		d.ConsolidateAfter = MustParseNillableDuration("0s")
+	}
+	return json.Marshal(plain(d))
 }
 
 // Budget bounds how many of a NodePool's nodes may be disrupted at once, for all

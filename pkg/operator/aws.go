@@ -17,9 +17,9 @@ import (
 
 // AWS builds the EC2 cloud provider and adds what it runs to the manager:
 // the catalog refresher, the EC2NodeClass reconciler and the sweeper of
-// unused launch templates. The cluster's CA
-// and Kubernetes version, which nodes need to join, come from the API
-// server nodewright itself talks to.
+// unused launch templates. The cluster's CA and Kubernetes version, which
+// nodes need to join, come from the API server nodewright itself talks to;
+// the endpoint and service CIDR, when not given, from EKS (discoverCluster).
 func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	cfg := o.GetConfig()
 	clients, err := aws.NewClients(ctx, aws.ClientOptions{Region: o.Options.Region, Endpoint: o.Options.AWSEndpoint})
@@ -50,6 +50,12 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 			return nil, fmt.Errorf("reading the cluster CA: %w", err)
 		}
 	}
+	cluster, err := discoverCluster(ctx, clients.EKS, o.Options.ClusterName, aws.Cluster{
+		Endpoint: o.Options.ClusterEndpoint, CABundle: base64.StdEncoding.EncodeToString(ca), ServiceCIDR: o.Options.ClusterCIDR,
+	})
+	if err != nil {
+		return nil, err
+	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("building a discovery client: %w", err)
@@ -60,8 +66,8 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 		return nil, fmt.Errorf("reading the Kubernetes version: %w", err)
 	}
 	opts := aws.Options{
-		ClusterName: o.Options.ClusterName, ClusterEndpoint: o.Options.ClusterEndpoint,
-		ClusterCABundle: base64.StdEncoding.EncodeToString(ca), ClusterCIDR: o.Options.ClusterCIDR,
+		ClusterName: o.Options.ClusterName, ClusterEndpoint: cluster.Endpoint,
+		ClusterCABundle: cluster.CABundle, ClusterCIDR: cluster.ServiceCIDR,
 		KubernetesVersion: version, Version: versions, Region: o.Options.Region,
 		VMMemoryOverheadPercent: o.Options.VMMemoryOverheadPercent,
 	}
@@ -88,4 +94,33 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 		}
 	}
 	return cloud, nil
+}
+
+// discoverCluster fills what given lacks from EKS DescribeCluster, as
+// Karpenter does, so the chart needs only the cluster's name; it asks only
+// when something is missing (a cluster not on EKS gives all three).
+func discoverCluster(ctx context.Context, api aws.EKSAPI, name string, given aws.Cluster) (aws.Cluster, error) {
+	if given.Endpoint != "" && given.CABundle != "" && given.ServiceCIDR != "" {
+		return given, nil
+	}
+	found, err := aws.DescribeCluster(ctx, api, name)
+	if err != nil {
+		return aws.Cluster{}, fmt.Errorf("discovering what --cluster-endpoint and --cluster-cidr do not give (give both, or allow eks:DescribeCluster): %w", err)
+	}
+	for _, f := range []struct {
+		what        string
+		have, found *string
+	}{
+		{"endpoint", &given.Endpoint, &found.Endpoint}, {"CA bundle", &given.CABundle, &found.CABundle},
+		{"service CIDR", &given.ServiceCIDR, &found.ServiceCIDR},
+	} {
+		if *f.have != "" {
+			continue
+		}
+		if *f.found == "" {
+			return aws.Cluster{}, fmt.Errorf("EKS cluster %q has no %s", name, f.what)
+		}
+		*f.have = *f.found
+	}
+	return given, nil
 }

@@ -6,6 +6,8 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/samber/lo"
+
 	"github.com/nodewright/nodewright/pkg/cloudprovider"
 	"github.com/nodewright/nodewright/pkg/controllers"
 	"github.com/nodewright/nodewright/pkg/controllers/disruption"
@@ -39,7 +41,8 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 		return fmt.Errorf("adding provisioner: %w", err)
 	}
 	if err := mgr.Add(supervise("disruption", &disruption.Controller{Kube: kube, Recorder: recorder, Cluster: cluster, Planner: provisioner, Health: cloud,
-		MinSavings: o.Options.ConsolidationMinSavings})); err != nil {
+		MinSavings: o.Options.ConsolidationMinSavings, Methods: disruptionMethods(o.Options.FeatureGates),
+		NoSpotToSpot: !o.Options.FeatureGates.SpotToSpotConsolidation})); err != nil {
 		return fmt.Errorf("adding disruption: %w", err)
 	}
 	if err := mgr.Add(supervise("garbage collection", &garbagecollection.Controller{Kube: kube, Cloud: cloud})); err != nil {
@@ -64,4 +67,13 @@ func (o *Operator) RegisterControllers(ctx context.Context, cloud cloudprovider.
 		}
 	}
 	return nil
+}
+
+// disruptionMethods are disruption's default methods less Repair when the
+// NodeRepair gate is off.
+func disruptionMethods(g FeatureGates) []disruption.Method {
+	return lo.Reject(disruption.DefaultMethods(), func(m disruption.Method, _ int) bool {
+		_, repair := m.(disruption.Repair)
+		return repair && !g.NodeRepair
+	})
 }

@@ -69,7 +69,11 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 
 // Run starts the manager and blocks until ctx ends.
 func (o *Operator) Run(ctx context.Context) error {
-	ctrl.Log.WithName("operator").Info("starting", "cluster", o.Options.ClusterName, "leaderElection", o.Options.LeaderElection)
+	logger := ctrl.Log.WithName("operator")
+	for _, g := range o.Options.IgnoredFeatureGates {
+		logger.Info("feature gate ignored: it switches nothing in nodewright", "gate", g.Name, "value", g.Value, "reason", g.Reason)
+	}
+	logger.Info("starting", "cluster", o.Options.ClusterName, "leaderElection", o.Options.LeaderElection, "featureGates", o.Options.FeatureGates.String())
 	if err := o.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}

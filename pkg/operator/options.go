@@ -41,10 +41,11 @@ type Options struct {
 	// AWSEndpoint, when set, replaces every AWS service endpoint: a VPC
 	// endpoint proxy, or the simulator in tests and the demo.
 	AWSEndpoint string
-	// ClusterEndpoint is the API server URL new nodes join. Required.
+	// ClusterEndpoint is the API server URL new nodes join. Default: EKS
+	// DescribeCluster's endpoint for ClusterName.
 	ClusterEndpoint string
 	// ClusterCIDR is the cluster's service CIDR; nodes derive their DNS
-	// address from it. Required.
+	// address from it. Default: EKS DescribeCluster's.
 	ClusterCIDR string
 	// VMMemoryOverheadPercent is the share of an instance type's memory the
 	// hypervisor keeps, subtracted before allocatable. Default 0.075.
@@ -60,6 +61,9 @@ type Options struct {
 	ConsolidationMinSavings float64
 	// FeatureGates switch optional behaviours; see FeatureGates.
 	FeatureGates FeatureGates
+	// IgnoredFeatureGates are the gate names given that switch nothing
+	// here, logged as warnings when the operator starts.
+	IgnoredFeatureGates []IgnoredGate
 }
 
 // leaderElectionID names the Lease the replicas contend for.
@@ -124,14 +128,17 @@ func ParseOptions(args []string, env func(string) string) (Options, error) {
 	}
 	fs.StringVar(&o.Region, "region", env("AWS_REGION"), "AWS region instances launch in (env AWS_REGION)")
 	fs.StringVar(&o.AWSEndpoint, "aws-endpoint", env("AWS_ENDPOINT_URL"), "replace every AWS service endpoint, e.g. a proxy (env AWS_ENDPOINT_URL)")
-	fs.StringVar(&o.ClusterEndpoint, "cluster-endpoint", env("CLUSTER_ENDPOINT"), "API server URL new nodes join (env CLUSTER_ENDPOINT)")
-	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", env("CLUSTER_CIDR"), "the cluster's service CIDR, for node DNS (env CLUSTER_CIDR)")
+	fs.StringVar(&o.ClusterEndpoint, "cluster-endpoint", env("CLUSTER_ENDPOINT"), "API server URL new nodes join; default EKS DescribeCluster's (env CLUSTER_ENDPOINT)")
+	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", env("CLUSTER_CIDR"), "the cluster's service CIDR, for node DNS; default EKS DescribeCluster's (env CLUSTER_CIDR)")
 	fs.Float64Var(&o.ConsolidationMinSavings, "consolidation-min-savings", floatEnv("CONSOLIDATION_MIN_SAVINGS", 0.10),
 		"share of a node's price a consolidation replace must save, in [0, 1); deletes need none (env CONSOLIDATION_MIN_SAVINGS)")
 	fs.Float64Var(&o.VMMemoryOverheadPercent, "vm-memory-overhead-percent", floatEnv("VM_MEMORY_OVERHEAD_PERCENT", 0.075), "share of memory the hypervisor keeps (env VM_MEMORY_OVERHEAD_PERCENT)")
 	fs.StringVar(&o.InterruptionQueue, "interruption-queue", env("INTERRUPTION_QUEUE"), "SQS queue (name or URL) of EC2 interruption events; empty disables interruption handling (env INTERRUPTION_QUEUE)")
 	gates := envOr("FEATURE_GATES", "")
-	fs.StringVar(&gates, "feature-gates", gates, "Name=true|false pairs, comma-separated; known: "+DefaultFeatureGates().String()+" (defaults shown) (env FEATURE_GATES)")
+	fs.StringVar(&gates, "feature-gates", gates, "Name=true|false pairs, comma-separated; known: "+DefaultFeatureGates().String()+
+		" (defaults shown); Karpenter's other gates are accepted and ignored with a warning (env FEATURE_GATES)")
+	awsGates := envOr("AWS_FEATURE_GATES", "")
+	fs.StringVar(&awsGates, "aws-feature-gates", awsGates, "Karpenter's AWS provider gates, read as --feature-gates (env AWS_FEATURE_GATES)")
 	fs.StringVar(&o.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info or error (env LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -141,11 +148,11 @@ func ParseOptions(args []string, env func(string) string) (Options, error) {
 		}
 		return Options{}, err
 	}
-	g, err := ParseFeatureGates(gates)
+	g, ignored, err := ParseFeatureGates(gates + "," + awsGates)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	o.FeatureGates = g
+	o.FeatureGates, o.IgnoredFeatureGates = g, ignored
 	if len(errs) > 0 {
 		return Options{}, errors.Join(errs...)
 	}
@@ -164,13 +171,8 @@ func (o Options) Validate() error {
 	if o.BatchMaxDuration < o.BatchIdleDuration {
 		errs = append(errs, fmt.Errorf("--batch-max-duration (%s) must not be shorter than --batch-idle-duration (%s)", o.BatchMaxDuration, o.BatchIdleDuration))
 	}
-	for _, f := range []struct{ flag, value string }{
-		{"--region (or AWS_REGION)", o.Region}, {"--cluster-endpoint (or CLUSTER_ENDPOINT)", o.ClusterEndpoint},
-		{"--cluster-cidr (or CLUSTER_CIDR)", o.ClusterCIDR},
-	} {
-		if f.value == "" {
-			errs = append(errs, fmt.Errorf("%s is required", f.flag))
-		}
+	if o.Region == "" {
+		errs = append(errs, errors.New("--region (or AWS_REGION) is required"))
 	}
 	if o.ConsolidationMinSavings < 0 || o.ConsolidationMinSavings >= 1 {
 		errs = append(errs, fmt.Errorf("--consolidation-min-savings must be a fraction in [0, 1), got %v", o.ConsolidationMinSavings))

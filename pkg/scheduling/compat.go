@@ -5,6 +5,7 @@ package scheduling
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
@@ -62,7 +63,8 @@ func (s *solver) compat(g *podGroup, p *poolState, pi, vi int, v variant) *group
 	}
 	cands, err := p.Catalog.Filter(reqs)
 	if err != nil {
-		gp.reason = fmt.Sprintf("NodePool %s: %v", p.Name, err)
+		// The catalog's only error: no type satisfies reqs.
+		gp.reason = unsatisfiable(p, v, reqs)
 		return gp
 	}
 	for _, c := range cands {
@@ -81,9 +83,32 @@ func (s *solver) compat(g *podGroup, p *poolState, pi, vi int, v variant) *group
 		gp.full = gp.full && e.mask == p.cands[e.cand].Mask
 	}
 	if !gp.ok {
-		gp.reason = fmt.Sprintf("no instance type in NodePool %s satisfies %s", p.Name, describeReqs(reqs))
+		gp.reason = unsatisfiable(p, v, reqs)
 	}
 	return gp
+}
+
+// unsatisfiable says why no type of p satisfies reqs (p's requirements and
+// v's): the first of the pod's requirements that no type p allows satisfies
+// on its own, which is the one to change; else the whole set, as only the
+// combination fails.
+func unsatisfiable(p *poolState, v variant, reqs requirements.Requirements) string {
+	for _, key := range v.reqs.Keys() {
+		if !catalog.CatalogKeys[key] {
+			continue
+		}
+		alone := copyReqs(p.reqs)
+		alone.Add(v.reqs[key])
+		cands, err := p.Catalog.Filter(alone)
+		if err != nil || !slices.ContainsFunc(cands, func(c catalog.Candidate) bool { _, ok := p.byName[c.Type.Name]; return ok }) {
+			allowed := "any value"
+			if r, ok := p.reqs[key]; ok {
+				allowed = r.String()
+			}
+			return fmt.Sprintf("no instance type in NodePool %s satisfies the pod's requirement %s (the NodePool allows %s)", p.Name, v.reqs[key], allowed)
+		}
+	}
+	return fmt.Sprintf("no instance type in NodePool %s satisfies %s together", p.Name, describeReqs(reqs))
 }
 
 // compatKey identifies what compat depends on besides the pool.

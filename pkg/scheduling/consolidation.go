@@ -49,6 +49,11 @@ type Consolidation struct {
 	// MaxCandidates bounds the nodes multi-node consolidation looks at;
 	// default 100.
 	MaxCandidates int
+	// NoSpotToSpot refuses any move that replaces spot nodes with a node
+	// that may launch as spot (Karpenter's SpotToSpotConsolidation=false):
+	// spot nodes are then only deleted, or replaced by on-demand. Default
+	// false: spot may replace spot under the MinSpotToSpotTypes rule.
+	NoSpotToSpot bool
 
 	cache *solveCache
 	// types are the allocatable and lowest price of every type any pool may
@@ -305,6 +310,9 @@ func (c *Consolidation) simulate(set []*ConsolidationCandidate, maxNew int, opts
 			r, n := restrictPrice(claim, limit, allSpot)
 			if r == nil {
 				return nil, "no replacement type stays cheaper than the nodes it replaces"
+			}
+			if allSpot && n > 0 && c.NoSpotToSpot {
+				return nil, "the replacement could launch as spot, and spot-to-spot consolidation is off (feature gate SpotToSpotConsolidation=false)"
 			}
 			if allSpot && n > 0 && n < MinSpotToSpotTypes {
 				return nil, fmt.Sprintf("a spot replacement could launch as only %d spot types cheaper than the node, fewer than the %d that keep price-capacity-optimized choice",

@@ -192,6 +192,20 @@ func TestSpotToSpotNeedsFifteenCheaperTypes(t *testing.T) {
 	}
 }
 
+// With spot-to-spot off (Karpenter's SpotToSpotConsolidation=false), the
+// move the 40-type catalog makes above is refused with a verdict naming the
+// gate.
+// Mutation tried: the NoSpotToSpot check removed -> the spot node replaced.
+func TestNoSpotToSpotKeepsSpotNodes(t *testing.T) {
+	f := newFleet(t, 40)
+	f.c.NoSpotToSpot = true
+	f.c.NodePools[0].Requirements = reqsOf(v1.CapacityTypeLabelKey, v1.CapacityTypeSpot)
+	f.node("ref-039.size", v1.CapacityTypeSpot, v1.ConsolidationPolicyWhenEmptyOrUnderutilized, true, pod("500m", "512Mi"))
+	if m, verdicts := f.consolidate(); m != nil || len(verdicts) != 1 || !strings.Contains(verdicts[0].Reason, "SpotToSpotConsolidation=false") {
+		t.Errorf("want no move and a verdict naming the gate, got %v %v", m, verdicts)
+	}
+}
+
 // An on-demand node in a pool that allows spot goes back to spot when spot
 // is offered again and cheaper.
 func TestOnDemandRevertsToSpot(t *testing.T) {

@@ -41,6 +41,14 @@ func (s *solver) openNode(g *podGroup, vi int, v variant) (string, bool) {
 			}
 		}
 		if len(fitting) == 0 {
+			if over := p.exceeded(first, gp.entries); over != "" {
+				daemons := gp.daemon.String()
+				if daemons == "" {
+					daemons = "none"
+				}
+				reasons = append(reasons, fmt.Sprintf("NodePool %s: the pod (%s) with its DaemonSets (%s) needs %s", p.Name, info.requests, daemons, over))
+				continue
+			}
 			reasons = append(reasons, fmt.Sprintf("no instance type in NodePool %s that satisfies %s has room for %s (DaemonSets take %s)",
 				p.Name, describeReqs(mergedReqs(p, v)), info.requests, gp.daemon))
 			continue
@@ -59,6 +67,31 @@ func (s *solver) openNode(g *podGroup, vi int, v variant) (string, bool) {
 		return "", true
 	}
 	return strings.Join(reasons, "; "), false
+}
+
+// exceeded names each resource of need that more than the largest of
+// entries offers, with that offer and its type: the request a person must
+// shrink, or the larger types they must allow. "" when each resource fits
+// some type and only no single type has room for all of them.
+func (p *poolState) exceeded(need Resources, entries []entry) string {
+	var parts []string
+	for i, n := range need {
+		if n == 0 || len(entries) == 0 {
+			continue
+		}
+		best := slices.MaxFunc(entries, func(a, b entry) int { return cmp.Compare(p.alloc[a.cand][i], p.alloc[b.cand][i]) })
+		if most := p.alloc[best.cand][i]; n > most {
+			var want, have Resources
+			want[i], have[i] = n, most
+			offer := have.String()
+			if most == 0 {
+				offer = fmt.Sprintf("%s=0", resourceNames[i])
+			}
+			parts = append(parts, fmt.Sprintf("%s, more than the largest instance type the NodePool allows for it offers (%s allocatable on %s)",
+				want.String(), offer, p.cands[best.cand].Type.Name))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func mergedReqs(p *poolState, v variant) requirements.Requirements {

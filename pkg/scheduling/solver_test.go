@@ -301,6 +301,12 @@ func TestVolumeZonesAndUnknownResources(t *testing.T) {
 	}
 }
 
+// A pod that fits nowhere is told, per NodePool, which request exceeds what
+// the largest type allowed offers (and that type), not the whole requirement
+// set; a pod whose one requirement no type meets is told that requirement.
+// Mutations tried: exceeded returning "" -> the old message without the
+// largest type; unsatisfiable skipping the per-key check -> the whole set
+// ("together") instead of the instance-type requirement.
 func TestUnschedulableReasonNamesResources(t *testing.T) {
 	huge := pod("96", "1Gi", withSelector(v1.LabelTopologyZone, "test-1a"))
 	plan := solve(t, []*corev1.Pod{huge})
@@ -308,10 +314,18 @@ func TestUnschedulableReasonNamesResources(t *testing.T) {
 		t.Fatalf("a 96 vCPU pod fits none of 16 types: %+v", plan.Unschedulable)
 	}
 	reason := plan.Unschedulable[0].Reason
-	for _, want := range []string{"NodePool default", "cpu=96", "topology.kubernetes.io/zone In [test-1a]"} {
+	for _, want := range []string{"NodePool default", "needs cpu=96, more than the largest instance type", "(cpu=16 allocatable on ref-015.size)", "DaemonSets (none)"} {
 		if !strings.Contains(reason, want) {
 			t.Errorf("reason %q does not mention %q", reason, want)
 		}
+	}
+	if strings.Contains(reason, "topology.kubernetes.io/zone") {
+		t.Errorf("reason %q quotes the requirement set", reason)
+	}
+	odd := pod("1", "1Gi", withSelector(v1.LabelInstanceTypeStable, "p5.48xlarge"), withSelector(v1.LabelTopologyZone, "test-1a"))
+	plan = solve(t, []*corev1.Pod{odd})
+	if len(plan.Unschedulable) != 1 || !strings.Contains(plan.Unschedulable[0].Reason, "satisfies the pod's requirement node.kubernetes.io/instance-type In [p5.48xlarge] (the NodePool allows any value)") {
+		t.Errorf("want the instance-type requirement named alone, got %+v", plan.Unschedulable)
 	}
 }
 

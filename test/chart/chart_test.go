@@ -31,7 +31,9 @@ var cp *harness.ControlPlane
 
 func TestMain(m *testing.M) { harness.Main(m, harness.Options{}, &cp) }
 
-var required = []string{"clusterName=my-cluster", "clusterEndpoint=https://ABC.gr7.ap-northeast-2.eks.amazonaws.com", "clusterCIDR=10.100.0.0/16", "region=ap-northeast-2"}
+// Only the cluster's name and region: the endpoint and service CIDR come
+// from EKS when not given.
+var required = []string{"clusterName=my-cluster", "region=ap-northeast-2"}
 
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -168,7 +170,11 @@ func TestDefaultValuesInstall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the controller refuses the chart's environment: %v", err)
 	}
-	if opts.ClusterName != "my-cluster" || opts.Region != "ap-northeast-2" || !opts.LeaderElection || opts.ClusterCIDR != "10.100.0.0/16" ||
+	// Mutation tried: CLUSTER_CIDR always rendered -> the env has it, empty.
+	if _, set := env["CLUSTER_CIDR"]; set {
+		t.Errorf("CLUSTER_CIDR rendered without clusterCIDR: %q", env["CLUSTER_CIDR"])
+	}
+	if opts.ClusterName != "my-cluster" || opts.Region != "ap-northeast-2" || !opts.LeaderElection || opts.ClusterCIDR != "" || opts.ClusterEndpoint != "" ||
 		opts.LeaderElectionNamespace != ns || opts.MetricsAddr != ":8080" || opts.HealthProbeAddr != ":8081" ||
 		opts.InterruptionQueue != "" || opts.FeatureGates != operator.DefaultFeatureGates() {
 		t.Errorf("options from the chart's environment: %+v", opts)
@@ -213,7 +219,9 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 		`serviceAccount.annotations.eks\.amazonaws\.com/role-arn=arn:aws:iam::111122223333:role/nodewright`,
 		"image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 		"metrics.serviceMonitor.enabled=true", "interruptionQueue=my-cluster-interruptions", "featureGates.DrainOnRebalance=true",
-		"consolidationMinSavings=0.25")
+		// Karpenter's chart spells gates in lowerCamelCase.
+		"featureGates.spotToSpotConsolidation=false", "featureGates.staticCapacity=true", "consolidationMinSavings=0.25",
+		"clusterEndpoint=https://ABC.gr7.ap-northeast-2.eks.amazonaws.com", "clusterCIDR=10.100.0.0/16")
 	var kept []*unstructured.Unstructured
 	sawMonitor := false
 	for _, o := range objs {
@@ -246,7 +254,13 @@ func TestNonDefaultValuesInstall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the controller refuses the chart's environment: %v", err)
 	}
-	if opts.InterruptionQueue != "my-cluster-interruptions" || !opts.FeatureGates.DrainOnRebalance || opts.ConsolidationMinSavings != 0.25 {
+	// Mutation tried: the helper without `title` -> spotToSpotConsolidation
+	// ignored as unknown, the gate stays on.
+	if opts.ClusterEndpoint != "https://ABC.gr7.ap-northeast-2.eks.amazonaws.com" || opts.ClusterCIDR != "10.100.0.0/16" {
+		t.Errorf("clusterEndpoint or clusterCIDR not passed on: %q %q", opts.ClusterEndpoint, opts.ClusterCIDR)
+	}
+	if opts.InterruptionQueue != "my-cluster-interruptions" || !opts.FeatureGates.DrainOnRebalance || opts.FeatureGates.SpotToSpotConsolidation ||
+		len(opts.IgnoredFeatureGates) != 1 || opts.IgnoredFeatureGates[0].Name != "StaticCapacity" || opts.ConsolidationMinSavings != 0.25 {
 		t.Errorf("interruptionQueue, featureGates or consolidationMinSavings not passed on: queue %q gates %s min savings %v",
 			opts.InterruptionQueue, opts.FeatureGates, opts.ConsolidationMinSavings)
 	}

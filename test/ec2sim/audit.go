@@ -141,6 +141,12 @@ func (s *Server) startAudit(w http.ResponseWriter, r *http.Request, body []byte)
 		// an explicit deny, so it has no check.
 		form, _ := url.ParseQuery(string(body))
 		call.Action = "sts:" + form.Get("Action")
+	case isEKS(r):
+		call.Action = "eks:" + r.Method + " " + r.URL.Path
+		if name := eksClusterName(r); name != "" && r.Method == http.MethodGet {
+			call.Action = "eks:DescribeCluster"
+			a.add(newCheck(call.Action, s.clusterARN(name), nil, nil, nil))
+		}
 	case isIAM(r):
 		form, _ := url.ParseQuery(string(body))
 		call.Action = "iam:" + form.Get("Action")

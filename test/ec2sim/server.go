@@ -72,6 +72,9 @@ type Server struct {
 	roles    map[string]time.Time        // the scenario's roles, by name, with their creation time
 	profiles map[string]*instanceProfile // by name
 
+	// EKS: see eks.go.
+	clusters map[string]EKSCluster // by name
+
 	// SQS and the EventBridge feed: see sqs.go and events.go.
 	queues     map[string]*queue // by name
 	eventQueue string            // where events go; "" drops them
@@ -212,8 +215,9 @@ func (s *Server) Calls(action string) int {
 	return s.calls[action]
 }
 
-// ServeHTTP dispatches EC2, STS and IAM Query requests by Action and Pricing, SSM
-// and SQS requests by X-Amz-Target, recording each in the audit log.
+// ServeHTTP dispatches EC2, STS and IAM Query requests by Action, Pricing, SSM
+// and SQS requests by X-Amz-Target and EKS requests by path, recording each in
+// the audit log.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -226,6 +230,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = aw
 	if target := r.Header.Get("X-Amz-Target"); target != "" {
 		s.serveJSON(w, r, target, body)
+		return
+	}
+	if isEKS(r) {
+		s.serveEKS(w, r)
 		return
 	}
 	form, err := url.ParseQuery(string(body))

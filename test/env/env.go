@@ -75,7 +75,7 @@ type Controller struct {
 // Build builds the operator with its AWS provider and every controller
 // registered, logging JSON to logs; the caller runs it.
 func (c Controller) Build(ctx context.Context, cfg *rest.Config, logs io.Writer) (*operator.Operator, error) {
-	gates, err := operator.ParseFeatureGates(c.FeatureGates)
+	gates, ignored, err := operator.ParseFeatureGates(c.FeatureGates)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func (c Controller) Build(ctx context.Context, cfg *rest.Config, logs io.Writer)
 		BatchIdleDuration: c.BatchIdle, BatchMaxDuration: c.BatchMax, LogLevel: "info", LogWriter: logs,
 		Region: Region, AWSEndpoint: c.AWSEndpoint, ClusterEndpoint: c.ClusterEndpoint, ClusterCIDR: "10.100.0.0/16",
 		VMMemoryOverheadPercent: catalog.DefaultVMMemoryOverheadPercent, ConsolidationMinSavings: disruption.DefaultMinSavings,
-		InterruptionQueue: c.InterruptionQueue, FeatureGates: gates,
+		InterruptionQueue: c.InterruptionQueue, FeatureGates: gates, IgnoredFeatureGates: ignored,
 	})
 	if err != nil {
 		return nil, err

@@ -51,6 +51,11 @@ var invalidCases = []invalidCase{
 		field: "spec.template.spec.requirements[0].key", msg: `label "kubernetes.io/hostname" is restricted`},
 	{name: "requirement key not a label key", base: validNodePool, edits: [][2]string{{"spec.template.spec.requirements.0.key", "not a key"}},
 		field: "spec.template.spec.requirements[0].key", msg: "should match"},
+	// Karpenter's CRD requires consolidateAfter in a disruption block (a
+	// NodePool without the block gets 0s: TestNodePoolDefaults). Mutation
+	// tried: `required: [consolidateAfter]` dropped from the CRD -> accepted.
+	{name: "disruption block without consolidateAfter", base: validNodePool, edits: [][2]string{{"spec.disruption", "{consolidationPolicy: WhenEmpty}"}},
+		field: "spec.disruption.consolidateAfter", msg: "Required value"},
 	{name: "consolidateAfter soon", base: validNodePool, edits: [][2]string{{"spec.disruption.consolidateAfter", "soon"}},
 		field: "spec.disruption.consolidateAfter", msg: "should match"},
 	{name: "unknown consolidationPolicy", base: validNodePool, edits: [][2]string{{"spec.disruption.consolidationPolicy", "WhenIdle"}},

@@ -19,11 +19,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* featureGates as the controller's --feature-gates: Name=true,Other=false, sorted by name. */}}
+{{/* featureGates as the controller's --feature-gates: Name=true,Other=false, sorted by name. A name's first letter is
+upper-cased, so Karpenter's chart spelling (spotToSpotConsolidation) names the same gate. */}}
 {{- define "nodewright.featureGates" -}}
 {{- $gates := list -}}
 {{- range $name, $on := .Values.featureGates -}}
-{{- $gates = append $gates (printf "%s=%v" $name $on) -}}
+{{- $gates = append $gates (printf "%s=%v" (title $name) $on) -}}
 {{- end -}}
 {{- join "," $gates -}}
 {{- end -}}

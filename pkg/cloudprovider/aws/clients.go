@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/eks"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -56,6 +57,9 @@ type Clients struct {
 	// IAM creates and deletes the instance profiles of EC2NodeClasses that
 	// name a role.
 	IAM *iam.Client
+	// EKS describes the cluster (DescribeCluster), for its endpoint, CA and
+	// service CIDR when they are not given.
+	EKS *eks.Client
 }
 
 // NewClients loads the AWS configuration and builds the clients.
@@ -102,5 +106,6 @@ func NewClients(ctx context.Context, o ClientOptions) (*Clients, error) {
 		SQS: sqs.NewFromConfig(cfg, func(opts *sqs.Options) { endpoint(&opts.BaseEndpoint) }),
 		STS: sts.NewFromConfig(cfg, func(opts *sts.Options) { endpoint(&opts.BaseEndpoint) }),
 		IAM: iam.NewFromConfig(cfg, func(opts *iam.Options) { endpoint(&opts.BaseEndpoint) }),
+		EKS: eks.NewFromConfig(cfg, func(opts *eks.Options) { endpoint(&opts.BaseEndpoint) }),
 	}, nil
 }

@@ -92,7 +92,7 @@ func (c *Controller) consolidate(ctx context.Context, pools []v1.NodePool, byPoo
 		return nil, fmt.Errorf("listing poddisruptionbudgets: %w", err)
 	}
 	cons := &scheduling.Consolidation{Nodes: snap.Nodes, NodePools: solverPools, DaemonSets: snap.DaemonSets, VolumeZones: snap.VolumeZones,
-		Allowed: map[string]int{}, MinSavings: c.MinSavings, PoolCost: map[string]float64{}, PoolDisruption: map[string]float64{}}
+		Allowed: map[string]int{}, MinSavings: c.MinSavings, NoSpotToSpot: c.NoSpotToSpot, PoolCost: map[string]float64{}, PoolDisruption: map[string]float64{}}
 	byNode := map[string]*Candidate{}
 	verdicts := map[*Candidate]verdict{}
 	solverPool := lo.KeyBy(solverPools, func(p scheduling.NodePool) string { return p.Name })

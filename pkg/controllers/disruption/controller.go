@@ -28,13 +28,16 @@ type Recorder interface {
 	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
 }
 
+// DefaultMethods are the methods a Controller tries when given none: Drift,
+// Repair, then Emptiness.
+func DefaultMethods() []Method { return []Method{Drift{}, Repair{}, Emptiness{}} }
+
 // Controller evaluates every Interval. It is a manager Runnable on the leader
 // only: two replicas would each spend the whole budget.
 type Controller struct {
 	Kube     client.Client
 	Recorder Recorder
-	// Methods in the order they are tried; default Drift, Repair, then
-	// Emptiness.
+	// Methods in the order they are tried; default DefaultMethods.
 	Methods []Method
 	// Interval between evaluations; default 10 s.
 	Interval time.Duration
@@ -51,6 +54,10 @@ type Controller struct {
 	// MinSavings is the share of a node's price a replace must save under
 	// WhenEmptyOrUnderutilized (--consolidation-min-savings).
 	MinSavings float64
+	// NoSpotToSpot keeps consolidation from replacing spot nodes with spot
+	// (feature gate SpotToSpotConsolidation=false); see
+	// scheduling.Consolidation.
+	NoSpotToSpot bool
 	// ValidationDelay is how long a consolidation decision must stand
 	// before it is made; default DefaultValidationDelay.
 	ValidationDelay time.Duration
@@ -194,7 +201,7 @@ func (c *Controller) evaluatePool(ctx context.Context, np *v1.NodePool, claims [
 	}
 	methods := c.Methods
 	if len(methods) == 0 {
-		methods = []Method{Drift{}, Repair{}, Emptiness{}}
+		methods = DefaultMethods()
 	}
 	if np.Spec.Replicas != nil {
 		// A static pool keeps its count: its nodes are replaced (drifted,

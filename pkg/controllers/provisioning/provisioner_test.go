@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/samber/lo"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -136,7 +139,6 @@ func seedPool(tb testing.TB, wide bool) *v1.NodePool {
 // kube-scheduler would.
 func pendingPods(tb testing.TB, ns, pool string, n int) {
 	tb.Helper()
-	ctx := context.Background()
 	sizes := []struct{ cpu, mem string }{{"250m", "512Mi"}, {"500m", "1Gi"}, {"1", "2Gi"}, {"2", "4Gi"}}
 	for i := range n {
 		s := sizes[i%len(sizes)]
@@ -145,13 +147,20 @@ func pendingPods(tb testing.TB, ns, pool string, n int) {
 			Spec: corev1.PodSpec{NodeSelector: map[string]string{"pool": pool}, Containers: []corev1.Container{{Name: "c", Image: "i",
 				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(s.cpu), corev1.ResourceMemory: resource.MustParse(s.mem)}}}}},
 		}
-		if err := cp.Client.Create(ctx, p); err != nil {
-			tb.Fatal(err)
-		}
-		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}
-		if err := cp.Client.Status().Update(ctx, p); err != nil {
-			tb.Fatal(err)
-		}
+		createPending(tb, p)
+	}
+}
+
+// createPending creates p and marks it unschedulable, as kube-scheduler does.
+func createPending(tb testing.TB, p *corev1.Pod) {
+	tb.Helper()
+	ctx := context.Background()
+	if err := cp.Client.Create(ctx, p); err != nil {
+		tb.Fatal(err)
+	}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}
+	if err := cp.Client.Status().Update(ctx, p); err != nil {
+		tb.Fatal(err)
 	}
 }
 
@@ -246,13 +255,14 @@ func BenchmarkBurstToNodeClaims(b *testing.B) {
 	b.ReportMetric(float64(claims), "nodeclaims")
 }
 
-// recorder keeps event reasons by object name.
+// recorder keeps event reasons, and messages, by object name.
 type recorder struct {
-	mu      sync.Mutex
-	reasons map[string][]string
+	mu       sync.Mutex
+	reasons  map[string][]string
+	messages map[string][]string
 }
 
-func (r *recorder) Eventf(regarding runtime.Object, _ runtime.Object, _, reason, _, _ string, _ ...any) {
+func (r *recorder) Eventf(regarding runtime.Object, _ runtime.Object, _, reason, _, note string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	o := regarding.(client.Object)
@@ -261,6 +271,39 @@ func (r *recorder) Eventf(regarding runtime.Object, _ runtime.Object, _, reason,
 		name = o.GetNamespace() + "/" + name
 	}
 	r.reasons[name] = append(r.reasons[name], reason)
+	if r.messages == nil {
+		r.messages = map[string][]string{}
+	}
+	r.messages[name] = append(r.messages[name], fmt.Sprintf(note, args...))
+}
+
+// A pod too big for every type its NodePool allows gets a FailedScheduling
+// event naming the request and the largest type's offer, per NodePool, that
+// a person can act on (shrink the request or allow larger types). Mutation
+// tried: the solver's exceeded check skipped -> the old message quoting the
+// requirement set.
+func TestPodTooBigIsToldWhatExceeds(t *testing.T) {
+	p, _ := newProvisioner(t)
+	rec := &recorder{reasons: map[string][]string{}}
+	p.recorder = rec
+	np := seedPool(t, false)
+	ns := cp.Namespace(t)
+	huge := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "huge", Namespace: ns},
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{"pool": np.Name}, Containers: []corev1.Container{{Name: "c", Image: "i",
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4000")}}}}},
+	}
+	createPending(t, huge)
+	if _, err := p.Provision(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	msgs := rec.messages[ns+"/huge"]
+	want := []string{"NodePool " + np.Name + ": the pod (cpu=4k", "needs cpu=4k", "more than the largest instance type the NodePool allows for it offers (cpu="}
+	if len(msgs) != 1 || !lo.EveryBy(want, func(w string) bool { return strings.Contains(msgs[0], w) }) {
+		t.Errorf("events on the pod: %q, want one saying %q", msgs, want)
+	}
 }
 
 // A NodePool whose node class is missing is skipped with a warning event on
