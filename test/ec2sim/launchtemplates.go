@@ -41,6 +41,9 @@ type LaunchTemplateData struct {
 	// NetworkInterfaces are the interfaces the template names; with any,
 	// security groups are given on them instead of in SecurityGroupIDs.
 	NetworkInterfaces []NetworkInterface
+	// Monitoring is Monitoring.Enabled (detailed CloudWatch monitoring) and
+	// Enclave EnclaveOptions.Enabled (Nitro Enclaves).
+	Monitoring, Enclave bool
 	// CapacityReservationID is CapacityReservationSpecification's target:
 	// the reservation every launch from the template goes into.
 	CapacityReservationID string
@@ -103,6 +106,9 @@ type BlockDeviceMapping struct {
 	DeleteOnTermination bool
 	KMSKeyID            string
 	SnapshotID          string
+	// VolumeInitializationRate is the MiB/s at which a volume created from
+	// SnapshotID is hydrated; 0 when not asked for.
+	VolumeInitializationRate int32
 }
 
 // LaunchTemplates returns a copy of every launch template, by name.
@@ -236,6 +242,8 @@ func readLaunchTemplateData(p params) (LaunchTemplateData, *APIError) {
 			HTTPPutResponseHopLimit: int32(atoi(p.get("MetadataOptions.HttpPutResponseHopLimit"))),
 		},
 		TagSpecifications:     map[string]map[string]string{},
+		Monitoring:            p.get("Monitoring.Enabled") == "true",
+		Enclave:               p.get("EnclaveOptions.Enabled") == "true",
 		CapacityReservationID: p.get("CapacityReservationSpecification.CapacityReservationTarget.CapacityReservationId"),
 	}
 	if id := d.CapacityReservationID; id != "" && !capacityReservationIDPattern.MatchString(id) {
@@ -256,7 +264,11 @@ func readLaunchTemplateData(p params) (LaunchTemplateData, *APIError) {
 			IOPS: int32(atoi(b.get("Ebs.Iops"))), Throughput: int32(atoi(b.get("Ebs.Throughput"))),
 			Encrypted: b.get("Ebs.Encrypted") == "true", DeleteOnTermination: b.get("Ebs.DeleteOnTermination") == "true",
 			KMSKeyID: b.get("Ebs.KmsKeyId"), SnapshotID: b.get("Ebs.SnapshotId"),
+			VolumeInitializationRate: int32(atoi(b.get("Ebs.VolumeInitializationRate"))),
 		})
+		if apiErr := checkInitializationRate(d.BlockDeviceMappings[len(d.BlockDeviceMappings)-1]); apiErr != nil {
+			return d, apiErr
+		}
 	}
 	for _, g := range p.groups("NetworkInterface") {
 		n := p.sub(g)
@@ -405,4 +417,22 @@ func resolveVersion(lt *LaunchTemplate, version string) *APIError {
 	}
 	return &APIError{Code: "InvalidLaunchTemplateId.VersionNotFound", Status: 400,
 		Message: fmt.Sprintf("Could not find launch template version %s for the launch template %s.", version, lt.ID)}
+}
+
+// checkInitializationRate applies EBS's rules for a provisioned volume
+// initialization rate: 100 to 300 MiB/s, and only for a volume created from
+// a snapshot. The error codes are the ones EC2 uses for a bad value and a
+// bad combination; the messages are the simulator's.
+func checkInitializationRate(b BlockDeviceMapping) *APIError {
+	r := b.VolumeInitializationRate
+	switch {
+	case r == 0:
+		return nil
+	case r < 100 || r > 300:
+		return invalidParameter("Volume initialization rate %d MiB/s for %s is outside 100-300", r, b.DeviceName)
+	case b.SnapshotID == "":
+		return &APIError{Code: "InvalidParameterCombination", Status: 400,
+			Message: fmt.Sprintf("A volume initialization rate needs a snapshot (%s has none)", b.DeviceName)}
+	}
+	return nil
 }

@@ -6,7 +6,6 @@
 package fields
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -26,11 +25,20 @@ type leaf struct {
 	goName string
 }
 
-var marshaler = reflect.TypeFor[json.Marshaler]()
+// hasJSONFields reports whether t has a field with a JSON name.
+func hasJSONFields(t reflect.Type) bool {
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			return true
+		}
+	}
+	return false
+}
 
-// walk lists the leaves under t. Structs of this module are descended into;
+// walk lists the leaves under t. Structs of this module with JSON fields are
+// descended into (Disruption too, though it has its own MarshalJSON);
 // everything else (strings, numbers, maps, Kubernetes and apimachinery types,
-// and types with their own JSON form such as NillableDuration) is a leaf.
+// and value types such as NillableDuration) is a leaf.
 func walk(t reflect.Type, path, goName string, out *[]leaf) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -39,7 +47,7 @@ func walk(t reflect.Type, path, goName string, out *[]leaf) {
 	switch {
 	case t.Kind() == reflect.Slice:
 		walk(t.Elem(), path+"[]", goName, out)
-	case t.Kind() == reflect.Struct && own && !t.Implements(marshaler) && !reflect.PointerTo(t).Implements(marshaler):
+	case t.Kind() == reflect.Struct && own && hasJSONFields(t):
 		for i := range t.NumField() {
 			f := t.Field(i)
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
@@ -111,10 +119,10 @@ var evidence = map[string]string{
 	"EC2NodeClass.spec.securityGroupSelectorTerms[].tags":                        "pkg/cloudprovider/aws/nodeclass_test.go TestSelectorTerms",
 	"EC2NodeClass.spec.securityGroupSelectorTerms[].id":                          "pkg/cloudprovider/aws/nodeclass_test.go TestSelectorTerms",
 	"EC2NodeClass.spec.securityGroupSelectorTerms[].name":                        "pkg/cloudprovider/aws/nodeclass_test.go TestSelectorTerms",
-	"EC2NodeClass.spec.capacityReservationSelectorTerms[].tags":                  "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.capacityReservationSelectorTerms[].id":                    "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.capacityReservationSelectorTerms[].ownerID":               "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.capacityReservationSelectorTerms[].instanceMatchCriteria": "refused pkg/cloudprovider/aws/unsupported.go",
+	"EC2NodeClass.spec.capacityReservationSelectorTerms[].tags":                  "pkg/cloudprovider/aws/capacityreservations_test.go TestResolveCapacityReservations",
+	"EC2NodeClass.spec.capacityReservationSelectorTerms[].id":                    "pkg/cloudprovider/aws/capacityreservations_test.go TestResolveCapacityReservations",
+	"EC2NodeClass.spec.capacityReservationSelectorTerms[].ownerID":               "pkg/cloudprovider/aws/capacityreservations_test.go TestResolveCapacityReservations",
+	"EC2NodeClass.spec.capacityReservationSelectorTerms[].instanceMatchCriteria": "pkg/cloudprovider/aws/capacityreservations_test.go TestResolveCapacityReservations",
 	"EC2NodeClass.spec.associatePublicIPAddress":                                 "pkg/cloudprovider/aws/launchtemplate_test.go TestEveryLaunchSettingReachesTheTemplate",
 	"EC2NodeClass.spec.amiSelectorTerms[].alias":                                 "pkg/cloudprovider/aws/nodeclass_test.go TestAMITerms",
 	"EC2NodeClass.spec.amiSelectorTerms[].tags":                                  "pkg/cloudprovider/aws/nodeclass_test.go TestAMITermsByTagsAndSSMParameter",
@@ -146,11 +154,11 @@ var evidence = map[string]string{
 	"EC2NodeClass.spec.metadataOptions.httpPutResponseHopLimit":                  "pkg/cloudprovider/aws/launchtemplate_test.go TestEveryLaunchSettingReachesTheTemplate",
 	"EC2NodeClass.spec.metadataOptions.httpTokens":                               "pkg/cloudprovider/aws/launchtemplate_test.go TestEveryLaunchSettingReachesTheTemplate",
 	"EC2NodeClass.spec.context":                                                  "pkg/cloudprovider/aws/create_test.go TestFleetCarriesTheContext",
-	"EC2NodeClass.spec.ipPrefixCount":                                            "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.connectionTracking.tcpEstablishedTimeout":                 "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.connectionTracking.udpStreamTimeout":                      "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.connectionTracking.udpTimeout":                            "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.cpuOptions.nestedVirtualization":                          "refused pkg/cloudprovider/aws/unsupported.go",
+	"EC2NodeClass.spec.ipPrefixCount":                                            "pkg/cloudprovider/aws/networksettings_test.go TestNetworkSettingsReachTheLaunchTemplate",
+	"EC2NodeClass.spec.connectionTracking.tcpEstablishedTimeout":                 "pkg/cloudprovider/aws/networksettings_test.go TestNetworkSettingsReachTheLaunchTemplate",
+	"EC2NodeClass.spec.connectionTracking.udpStreamTimeout":                      "pkg/cloudprovider/aws/networksettings_test.go TestNetworkSettingsReachTheLaunchTemplate",
+	"EC2NodeClass.spec.connectionTracking.udpTimeout":                            "pkg/cloudprovider/aws/networksettings_test.go TestNetworkSettingsReachTheLaunchTemplate",
+	"EC2NodeClass.spec.cpuOptions.nestedVirtualization":                          "pkg/cloudprovider/aws/networksettings_test.go TestNestedVirtualization",
 	"EC2NodeClass.spec.enclaveOptions.enabled":                                   "pkg/cloudprovider/aws/launchtemplate_test.go TestEveryLaunchSettingReachesTheTemplate",
 	"EC2NodeClass.spec.networkInterfaces[].networkCardIndex":                     "refused pkg/cloudprovider/aws/unsupported.go",
 	"EC2NodeClass.spec.networkInterfaces[].deviceIndex":                          "refused pkg/cloudprovider/aws/unsupported.go",

@@ -4,14 +4,17 @@ import (
 	"context"
 	"math"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
@@ -515,5 +518,43 @@ func TestRetryAfterRefusedFleetLaunches(t *testing.T) {
 	}
 	if inst := simInstance(t, e.sim, got.Status.ProviderID); inst.InstanceType != "m5.xlarge" || inst.Zone != "ap-northeast-2a" {
 		t.Errorf("launched %s in %s", inst.InstanceType, inst.Zone)
+	}
+}
+
+// fleetInputs records the CreateFleet requests a provider sends.
+type fleetInputs struct {
+	instanceEC2API
+	mu     sync.Mutex
+	inputs []*ec2.CreateFleetInput
+}
+
+func (f *fleetInputs) CreateFleet(ctx context.Context, in *ec2.CreateFleetInput, opts ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error) {
+	f.mu.Lock()
+	f.inputs = append(f.inputs, in)
+	f.mu.Unlock()
+	return f.instanceEC2API.CreateFleet(ctx, in, opts...)
+}
+
+// TestFleetCarriesTheContext: the node class's context (EC2's reserved
+// field for fleets) is in every CreateFleet request (fails when the fleet
+// input leaves Context out: tried).
+func TestFleetCarriesTheContext(t *testing.T) {
+	e := newEnv(t)
+	nc := seedNodeClass(t)
+	nc.Spec.Context = ptr.To("context-0123456789")
+	nc = e.resolved(t, nc)
+	p := e.cloudProvider(t, nc)
+	rec := &fleetInputs{instanceEC2API: p.ec2}
+	p.ec2 = rec
+	if _, err := p.Create(context.Background(), newClaim(nc.Name, req(v1.LabelInstanceTypeStable, "m5.xlarge"))); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.inputs) == 0 {
+		t.Fatal("no CreateFleet request")
+	}
+	for _, in := range rec.inputs {
+		if aws.ToString(in.Context) != "context-0123456789" {
+			t.Errorf("CreateFleet context %q, want the node class's", aws.ToString(in.Context))
+		}
 	}
 }

@@ -2,12 +2,17 @@ package aws
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
+
+	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 
 	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/test/ec2sim"
@@ -126,5 +131,52 @@ func TestLaunchTemplateFoundAfterRestart(t *testing.T) {
 	}
 	if recreated := onlyTemplate(t, e.sim); recreated.Name != lt.Name || simInstance(t, e.sim, got.Status.ProviderID).LaunchTemplateID != recreated.ID {
 		t.Errorf("recreated template %s (%s); the instance was not launched from it", recreated.Name, recreated.ID)
+	}
+}
+
+// TestEveryLaunchSettingReachesTheTemplate: each launch setting of the node
+// class (block devices with every EBS field, metadata options, detailed
+// monitoring, Nitro Enclaves, a public address) is in the launch template
+// EC2 receives (fails when a field is dropped on the way: tried removing
+// VolumeInitializationRate, Monitoring and HttpProtocolIpv6 in turn).
+func TestEveryLaunchSettingReachesTheTemplate(t *testing.T) {
+	e := newEnv(t)
+	nc := seedNodeClass(t)
+	nc.Spec.BlockDeviceMappings = []*awsv1.BlockDeviceMapping{
+		{DeviceName: ptr.To("/dev/xvda"), RootVolume: true, EBS: &awsv1.BlockDevice{
+			VolumeSize: ptr.To(resource.MustParse("100Gi")), VolumeType: ptr.To("gp3"), IOPS: ptr.To(int64(6000)),
+			Throughput: ptr.To(int64(500)), Encrypted: ptr.To(true), KMSKeyID: ptr.To("arn:aws:kms:ap-northeast-2:111122223333:key/1234abcd"),
+			DeleteOnTermination: ptr.To(false)}},
+		{DeviceName: ptr.To("/dev/xvdb"), EBS: &awsv1.BlockDevice{
+			SnapshotID: ptr.To("snap-0123456789abcdef0"), VolumeInitializationRate: ptr.To(int32(200)), VolumeType: ptr.To("io2"),
+			IOPS: ptr.To(int64(10000)), DeleteOnTermination: ptr.To(true)}},
+	}
+	nc.Spec.MetadataOptions = &awsv1.MetadataOptions{HTTPEndpoint: ptr.To("enabled"), HTTPProtocolIPv6: ptr.To("enabled"),
+		HTTPPutResponseHopLimit: ptr.To(int64(3)), HTTPTokens: ptr.To("optional")}
+	nc.Spec.DetailedMonitoring = ptr.To(true)
+	nc.Spec.EnclaveOptions = &awsv1.EnclaveOptions{Enabled: ptr.To(true)}
+	nc.Spec.AssociatePublicIPAddress = ptr.To(false)
+	nc = e.resolved(t, nc)
+	p := e.cloudProvider(t, nc)
+	if _, err := p.Create(context.Background(), newClaim(nc.Name, req(v1.LabelInstanceTypeStable, "m5.xlarge"))); err != nil {
+		t.Fatal(err)
+	}
+	d := onlyTemplate(t, e.sim).Data
+	wantDevices := []ec2sim.BlockDeviceMapping{
+		{DeviceName: "/dev/xvda", VolumeSize: 100, VolumeType: "gp3", IOPS: 6000, Throughput: 500, Encrypted: true,
+			KMSKeyID: "arn:aws:kms:ap-northeast-2:111122223333:key/1234abcd", DeleteOnTermination: false},
+		{DeviceName: "/dev/xvdb", VolumeType: "io2", IOPS: 10000, SnapshotID: "snap-0123456789abcdef0", VolumeInitializationRate: 200, DeleteOnTermination: true},
+	}
+	if !reflect.DeepEqual(d.BlockDeviceMappings, wantDevices) {
+		t.Errorf("block devices\n got %+v\nwant %+v", d.BlockDeviceMappings, wantDevices)
+	}
+	if m := d.MetadataOptions; m.HTTPEndpoint != "enabled" || m.HTTPProtocolIPv6 != "enabled" || m.HTTPPutResponseHopLimit != 3 || m.HTTPTokens != "optional" {
+		t.Errorf("metadata options %+v", m)
+	}
+	if !d.Monitoring || !d.Enclave {
+		t.Errorf("detailed monitoring %v, enclave %v; want both on", d.Monitoring, d.Enclave)
+	}
+	if len(d.NetworkInterfaces) != 1 || d.NetworkInterfaces[0].AssociatePublicIPAddress != "false" {
+		t.Errorf("interfaces %+v, want the primary one without a public address", d.NetworkInterfaces)
 	}
 }
