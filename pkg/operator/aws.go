@@ -50,11 +50,16 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 			return nil, fmt.Errorf("reading the cluster CA: %w", err)
 		}
 	}
-	cluster, err := discoverCluster(ctx, clients.EKS, o.Options.ClusterName, aws.Cluster{
+	given := aws.Cluster{
 		Endpoint: o.Options.ClusterEndpoint, CABundle: base64.StdEncoding.EncodeToString(ca), ServiceCIDR: o.Options.ClusterCIDR,
-	})
+	}
+	cluster, err := discoverCluster(ctx, clients.EKS, o.Options.ClusterName, given)
 	if err != nil {
 		return nil, err
+	}
+	if cluster != given {
+		o.GetLogger().Info("cluster discovered through EKS DescribeCluster", "cluster", o.Options.ClusterName,
+			"endpoint", cluster.Endpoint, "serviceCIDR", cluster.ServiceCIDR)
 	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {

@@ -10,6 +10,7 @@ package env
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -61,7 +62,6 @@ type Options struct {
 // data, so a child process can be given it and Build the same operator.
 type Controller struct {
 	AWSEndpoint       string
-	ClusterEndpoint   string
 	InterruptionQueue string
 	FeatureGates      string
 	BatchIdle         time.Duration
@@ -83,7 +83,7 @@ func (c Controller) Build(ctx context.Context, cfg *rest.Config, logs io.Writer)
 		ClusterName: ClusterName, MetricsAddr: "0", HealthProbeAddr: "0",
 		LeaderElection: c.LeaderElection, LeaderElectionNamespace: c.LeaderElectionNamespace,
 		BatchIdleDuration: c.BatchIdle, BatchMaxDuration: c.BatchMax, LogLevel: "info", LogWriter: logs,
-		Region: Region, AWSEndpoint: c.AWSEndpoint, ClusterEndpoint: c.ClusterEndpoint, ClusterCIDR: "10.100.0.0/16",
+		Region: Region, AWSEndpoint: c.AWSEndpoint,
 		VMMemoryOverheadPercent: catalog.DefaultVMMemoryOverheadPercent, ConsolidationMinSavings: disruption.DefaultMinSavings,
 		InterruptionQueue: c.InterruptionQueue, FeatureGates: gates, IgnoredFeatureGates: ignored,
 	})
@@ -150,8 +150,15 @@ func Start(ctx context.Context, cp *harness.ControlPlane, opts Options) (*Env, e
 		sim.CreateQueue(q)
 		sim.RouteEventsTo(q)
 	}
+	// The cluster as EKS describes it: nodewright is given only its name and
+	// finds the endpoint and service CIDR through DescribeCluster, as with
+	// the chart's defaults.
+	sim.SetCluster(ec2sim.EKSCluster{
+		Name: ClusterName, Endpoint: cp.Config.Host, ServiceCIDR: "10.100.0.0/16",
+		CertificateAuthority: base64.StdEncoding.EncodeToString(cp.Config.CAData),
+	})
 	e.Controller = Controller{
-		AWSEndpoint: sim.URL, ClusterEndpoint: cp.Config.Host, InterruptionQueue: opts.InterruptionQueue,
+		AWSEndpoint: sim.URL, InterruptionQueue: opts.InterruptionQueue,
 		FeatureGates: opts.FeatureGates, BatchIdle: idle, BatchMax: max,
 	}
 	if opts.ExternalController {
