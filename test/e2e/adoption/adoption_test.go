@@ -67,7 +67,10 @@ func nodewrightCalls(action, resource, pool string) []ec2sim.Call {
 // Karpenter's hash versions with nodewright's), the nodes with pods keep
 // their claims, provider IDs, Nodes and running instances, are not drifted,
 // and nodewright launched nothing for their pool and terminated none of
-// them; the class uses the instance profile Karpenter made for its role. Fails when nodewright's bookkeeping is expected on Karpenter's
+// them; the class uses the instance profile Karpenter made for its role. A
+// claim Karpenter launched an instance for but never recorded gets that
+// instance, not a second one (fails when Create ignores the instance
+// already tagged with the claim: tried skipping that lookup). Fails when nodewright's bookkeeping is expected on Karpenter's
 // claims: tried making garbage collection own an instance only for a claim
 // with nodewright's nodewright.io/subnet-id annotation (both adopted
 // instances terminated), and making drift judge a claim without that
@@ -85,6 +88,19 @@ func TestKarpenterNodesAreAdoptedAsTheyAre(t *testing.T) {
 			if v := nc.Annotations[v1.NodePoolHashVersionAnnotationKey]; v != v1.NodePoolHashVersion {
 				return false, fmt.Errorf("nodeclaim %s: hash version %s", a.claim, v)
 			}
+		}
+		return true, nil
+	})
+	cp.Eventually(t, time.Minute, "the claim Karpenter left mid-launch recorded its instance and initialized", func(ctx context.Context) (bool, error) {
+		nc := &v1.NodeClaim{}
+		if err := cp.Client.Get(ctx, client.ObjectKey{Name: midLaunch.claim}, nc); err != nil {
+			return false, err
+		}
+		if nc.Status.ProviderID != midLaunch.providerID {
+			return false, fmt.Errorf("nodeclaim %s has provider id %q, its instance is %q", nc.Name, nc.Status.ProviderID, midLaunch.providerID)
+		}
+		if !meta.IsStatusConditionTrue(nc.Status.Conditions, v1.ConditionTypeInitialized) {
+			return false, fmt.Errorf("nodeclaim %s not initialized: %v", nc.Name, nc.Status.Conditions)
 		}
 		return true, nil
 	})

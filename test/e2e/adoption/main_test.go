@@ -43,10 +43,12 @@ var (
 	// the WhenEmpty pool; deleted is deleted by a test; expiring expires;
 	// spot is interrupted. lost is an instance Karpenter launched and never
 	// recorded in a claim: garbage collection terminates it, which shows a
-	// collection pass ran over every adopted instance.
+	// collection pass ran over every adopted instance. midLaunch is a claim
+	// whose instance Karpenter launched and never recorded (it was scaled
+	// down in between): its Node registered with the unregistered taint.
 	stay                           []*adopted
 	empty, deleted, expiring, spot *adopted
-	lost                           *adopted
+	lost, midLaunch                *adopted
 	// expiringWatch and spotWatch follow the replacement of expiring and
 	// spot from before nodewright starts.
 	expiringWatch, spotWatch *watch
@@ -154,13 +156,14 @@ func karpenterWasHere(ctx context.Context) error {
 	expiring = node(poolExpiring, v1.CapacityTypeOnDemand, "c5.xlarge", "ap-northeast-2a", "karpenter-expiring-b8n2t")
 	spot = node(poolSpot, v1.CapacityTypeSpot, "c5.xlarge", "ap-northeast-2a", "karpenter-spot-k4w6j")
 	lost = node(poolMain, v1.CapacityTypeOnDemand, "c5.xlarge", "ap-northeast-2c", "karpenter-l0st1")
+	midLaunch = node(poolMain, v1.CapacityTypeOnDemand, "c5.xlarge", "ap-northeast-2a", "karpenter-h6v9s")
 	claimed := append([]*adopted{empty, deleted, expiring, spot}, stay...)
-	for _, a := range claimed {
+	for _, a := range append(claimed, midLaunch) {
 		if err := k.claim(ctx, a); err != nil {
 			return err
 		}
 	}
-	for _, a := range append(claimed, lost) {
+	for _, a := range append(claimed, lost, midLaunch) {
 		if err := k.launch(ctx, a); err != nil {
 			return err
 		}
