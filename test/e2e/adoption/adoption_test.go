@@ -67,7 +67,10 @@ func nodewrightCalls(action, resource, pool string) []ec2sim.Call {
 // Karpenter's hash versions with nodewright's), the nodes with pods keep
 // their claims, provider IDs, Nodes and running instances, are not drifted,
 // and nodewright launched nothing for their pool and terminated none of
-// them; the class uses the instance profile Karpenter made for its role. A
+// them; the class uses the instance profile Karpenter made for its role
+// and recorded in its status, whose name nodewright cannot derive (fails
+// when nodewright reads only the name it derives: tried that, "nodewright
+// created an instance profile"). A
 // claim Karpenter launched an instance for but never recorded gets that
 // instance, not a second one (fails when Create ignores the instance
 // already tagged with the claim: tried skipping that lookup). Fails when nodewright's bookkeeping is expected on Karpenter's

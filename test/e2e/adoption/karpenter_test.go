@@ -154,12 +154,14 @@ func newKarpenter() (*karpenter, error) {
 	}, nil
 }
 
-// karpenterProfileName is the instance profile Karpenter v1.0 creates for a
-// class with spec.role: "<cluster>_<hash>", the hash being hashstructure v2
-// of region+class name, which for a string is FNV-1a 64 of its bytes.
+// karpenterProfileName is the instance profile Karpenter creates for a
+// class with spec.role and records in its status.instanceProfile:
+// "<cluster>_<hash>", the hash being hashstructure v2 (for a string, FNV-1a
+// 64 of its bytes) of region, class name and, since after v1.0, a random
+// UUID, so that nodewright cannot derive it from the class.
 func karpenterProfileName(class string) string {
 	h := fnv.New64a()
-	_, _ = h.Write([]byte(env.Region + class))
+	_, _ = h.Write([]byte(env.Region + class + "3f2c9a4e-8d1b-4c6f-9e7a-5b0d2c1f8a63"))
 	return fmt.Sprintf("%s_%d", env.ClusterName, h.Sum64())
 }
 
@@ -176,6 +178,11 @@ func (k *karpenter) install(ctx context.Context) error {
 		return fmt.Errorf("creating the EC2NodeClass: %w", err)
 	}
 	profile := karpenterProfileName(nodeClassName)
+	statusPatch := client.MergeFrom(class.DeepCopy())
+	class.Status.InstanceProfile = profile
+	if err := cp.Client.Status().Patch(ctx, class, statusPatch); err != nil {
+		return fmt.Errorf("recording the instance profile of the EC2NodeClass: %w", err)
+	}
 	if _, err := k.iam.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{
 		InstanceProfileName: sdkaws.String(profile),
 		Tags: []iamtypes.Tag{
