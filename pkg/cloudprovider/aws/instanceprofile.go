@@ -89,19 +89,41 @@ func (r *NodeClassResolver) getProfile(ctx context.Context, name string) (*iamty
 	return out.InstanceProfile, nil
 }
 
+// profileOf finds the instance profile of nc and its name: the one its
+// status records when that profile exists and carries this cluster's and
+// this class's tags, else InstanceProfileName (profile nil when missing).
+// Karpenter releases after v1.0 name the profile with a random part and
+// record it in status.instanceProfile; without this, a class adopted from
+// one would get a second profile and leave Karpenter's behind when deleted.
+// Only "<cluster>_" names are considered: the chart's IAM policy allows no
+// other.
+func (r *NodeClassResolver) profileOf(ctx context.Context, nc *awsv1.EC2NodeClass) (string, *iamtypes.InstanceProfile, error) {
+	name := InstanceProfileName(r.opts.ClusterName, r.opts.Region, nc.Name)
+	if recorded := nc.Status.InstanceProfile; recorded != "" && recorded != name && strings.HasPrefix(recorded, r.opts.ClusterName+"_") {
+		profile, err := r.getProfile(ctx, recorded)
+		if err != nil {
+			return recorded, nil, err
+		}
+		if profile != nil && r.ours(profile, nc.Name) {
+			return recorded, profile, nil
+		}
+	}
+	profile, err := r.getProfile(ctx, name)
+	return name, profile, err
+}
+
 // ensureInstanceProfile makes the instance profile of nc (which has
 // spec.role) exist with the role and the tags, and returns its name: it
 // creates the profile if missing, reuses it if it is ours, tags it with what
 // it lacks, and replaces a role other than spec.role. A *profileProblem error
 // is for the user to fix; others are IAM failing and worth a retry.
 func (r *NodeClassResolver) ensureInstanceProfile(ctx context.Context, nc *awsv1.EC2NodeClass) (string, error) {
-	name := InstanceProfileName(r.opts.ClusterName, r.opts.Region, nc.Name)
-	role := roleName(nc.Spec.Role)
-	tags := r.profileTags(nc)
-	profile, err := r.getProfile(ctx, name)
+	name, profile, err := r.profileOf(ctx, nc)
 	if err != nil {
 		return name, err
 	}
+	role := roleName(nc.Spec.Role)
+	tags := r.profileTags(nc)
 	if profile == nil {
 		out, err := r.iam.CreateInstanceProfile(ctx, &iam.CreateInstanceProfileInput{InstanceProfileName: aws.String(name), Tags: iamTags(tags)})
 		var exists *iamtypes.EntityAlreadyExistsException
@@ -158,8 +180,7 @@ func (r *NodeClassResolver) ensureInstanceProfile(ctx context.Context, nc *awsv1
 // returns nil once the profile is gone, and when it is not nodewright's
 // (a profile it did not tag is left alone).
 func (r *NodeClassResolver) DeleteInstanceProfile(ctx context.Context, nc *awsv1.EC2NodeClass) error {
-	name := InstanceProfileName(r.opts.ClusterName, r.opts.Region, nc.Name)
-	profile, err := r.getProfile(ctx, name)
+	name, profile, err := r.profileOf(ctx, nc)
 	if err != nil || profile == nil {
 		return err
 	}

@@ -229,3 +229,60 @@ func TestNodeClassReconcilerManagesInstanceProfile(t *testing.T) {
 		t.Errorf("the deleted class's instance profile is left: %+v", p)
 	}
 }
+
+// TestInstanceProfileRecordedInStatusAdopted: Karpenter after v1.0 names a
+// class's profile with a random part and records it in
+// status.instanceProfile. Such a profile, tagged as the cluster's and the
+// class's, is reused (no second profile) and deleted with the class; one the
+// status names without those tags is left alone and the class gets its own.
+// Tried: resolving only InstanceProfileName (the code before) fails with a
+// second CreateInstanceProfile and Karpenter's profile left after the delete.
+func TestInstanceProfileRecordedInStatusAdopted(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tagged bool
+	}{{"karpenter's", true}, {"untagged", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			r := e.resolver(t)
+			ctx := context.Background()
+			nc := roleNodeClass(t, "KarpenterNodeRole")
+			recorded := "my-cluster_16101357249373214061"
+			in := &iam.CreateInstanceProfileInput{InstanceProfileName: aws.String(recorded)}
+			if tc.tagged {
+				in.Tags = []iamtypes.Tag{
+					{Key: aws.String("kubernetes.io/cluster/my-cluster"), Value: aws.String("owned")},
+					{Key: aws.String(awsv1.TagEC2NodeClass), Value: aws.String(nc.Name)},
+				}
+			}
+			if _, err := e.clients.IAM.CreateInstanceProfile(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.clients.IAM.AddRoleToInstanceProfile(ctx, &iam.AddRoleToInstanceProfileInput{InstanceProfileName: aws.String(recorded), RoleName: aws.String("KarpenterNodeRole")}); err != nil {
+				t.Fatal(err)
+			}
+			nc.Status.InstanceProfile = recorded
+			status, c, err := profileCondition(t, r, nc)
+			if err != nil || c.Status != metav1.ConditionTrue {
+				t.Fatalf("resolving: %v %+v", err, c)
+			}
+			want, creates := recorded, 1
+			if !tc.tagged {
+				want, creates = InstanceProfileName("my-cluster", region, nc.Name), 2
+			}
+			if status.InstanceProfile != want || e.sim.Calls("CreateInstanceProfile") != creates {
+				t.Errorf("status.instanceProfile %s after %d CreateInstanceProfile, want %s after %d", status.InstanceProfile, e.sim.Calls("CreateInstanceProfile"), want, creates)
+			}
+			nc.Status = status
+			if err := r.DeleteInstanceProfile(ctx, nc); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := e.sim.InstanceProfile(recorded); ok == tc.tagged {
+				t.Errorf("profile %s present %v after DeleteInstanceProfile, want %v", recorded, ok, !tc.tagged)
+			}
+			if _, ok := e.sim.InstanceProfile(want); ok {
+				t.Errorf("profile %s still there after DeleteInstanceProfile", want)
+			}
+		})
+	}
+}
