@@ -48,19 +48,7 @@ func TestDeletingANodeClassDeletesItsLaunchTemplates(t *testing.T) {
 	if err := cp.Client.Create(ctx, np); err != nil {
 		t.Fatal(err)
 	}
-	if err := cp.Client.Create(ctx, podOnPool(ns, "on-class", np.Name)); err != nil {
-		t.Fatal(err)
-	}
-	cp.Eventually(t, 2*time.Minute, "the pod running on a node of the new class", func(ctx context.Context) (bool, error) {
-		pod := &corev1.Pod{}
-		if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "on-class"}, pod); err != nil {
-			return false, err
-		}
-		if pod.Status.Phase != corev1.PodRunning {
-			return false, fmt.Errorf("pod is %s", pod.Status.Phase)
-		}
-		return true, nil
-	})
+	runPodOn(t, ns, "on-class", np.Name, "the pod running on a node of the new class")
 	if n := len(templatesOf(class.Name)); n == 0 {
 		t.Fatal("no launch template tagged with the class after a launch")
 	}
@@ -135,19 +123,7 @@ func TestBottlerocketClassRunsPods(t *testing.T) {
 	np := seedPool(t, harness.Name("brpool"))
 	np.Spec.Template.Spec.NodeClassRef.Name = class.Name
 	createPool(t, np)
-	if err := cp.Client.Create(ctx, podOnPool(ns, "on-bottlerocket", np.Name)); err != nil {
-		t.Fatal(err)
-	}
-	cp.Eventually(t, 2*time.Minute, "the pod running on a Bottlerocket node", func(ctx context.Context) (bool, error) {
-		pod := &corev1.Pod{}
-		if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "on-bottlerocket"}, pod); err != nil {
-			return false, err
-		}
-		if pod.Status.Phase != corev1.PodRunning {
-			return false, fmt.Errorf("pod is %s", pod.Status.Phase)
-		}
-		return true, nil
-	})
+	runPodOn(t, ns, "on-bottlerocket", np.Name, "the pod running on a Bottlerocket node")
 	launched := lo.Filter(e.Sim.Instances(), func(in ec2sim.Instance, _ int) bool { return in.Tags[awsv1.TagNodePool] == np.Name })
 	if len(launched) == 0 {
 		t.Fatal("no instance tagged with the pool")
@@ -175,4 +151,22 @@ func TestBottlerocketClassRunsPods(t *testing.T) {
 	if !strings.HasPrefix(launched[0].ImageID, "ami-0b07") {
 		t.Errorf("instance image %s, want a Bottlerocket image", launched[0].ImageID)
 	}
+}
+
+// runPodOn creates a 1-CPU pod selecting the pool and waits until it runs.
+func runPodOn(t *testing.T, ns, name, pool, what string) {
+	t.Helper()
+	if err := cp.Client.Create(context.Background(), podOnPool(ns, name, pool)); err != nil {
+		t.Fatal(err)
+	}
+	cp.Eventually(t, 2*time.Minute, what, func(ctx context.Context) (bool, error) {
+		pod := &corev1.Pod{}
+		if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
+			return false, err
+		}
+		if pod.Status.Phase != corev1.PodRunning {
+			return false, fmt.Errorf("pod is %s", pod.Status.Phase)
+		}
+		return true, nil
+	})
 }
