@@ -103,8 +103,8 @@ func templatesOf(class string) []string {
 
 // A Bottlerocket class (alias only, no amiFamily) becomes Ready, its nodes
 // register and run pods, and the user data its instances boot with is TOML
-// carrying the cluster's settings and the user's own merged in (fails when
-// the node class resolves no Bottlerocket image: the pod stays pending).
+// carrying the cluster's settings and the user's own merged in (a class that
+// resolves no Bottlerocket image is not Ready, and the pod would stay pending).
 func TestBottlerocketClassRunsPods(t *testing.T) {
 	ctx := context.Background()
 	ns := cp.Namespace(t)
