@@ -351,7 +351,7 @@ func nodeLabels(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, capacityType string
 		// Requirement values come from pods' node affinity, which the API
 		// server does not validate as label values: one holding a comma or
 		// a space would add labels or flags to the kubelet's command line.
-		if !catalog.CatalogKeys[k] && !placementKeys[k] && kubeletMaySet(k) && validLabel(k, v) {
+		if !catalog.CatalogKeys[k] && kubeletMaySet(k) && validLabel(k, v) {
 			labels[k] = v
 		}
 	}
@@ -367,10 +367,6 @@ func nodeLabels(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, capacityType string
 	labels[awsv1.LabelEC2NodeClass] = nc.Name
 	return labels
 }
-
-// placementKeys are the labels only where EC2 put the instance decides
-// (see placementLabels): a requirement never sets them.
-var placementKeys = map[string]bool{awsv1.LabelPlacementGroupID: true, awsv1.LabelPlacementGroupPartition: true}
 
 // validLabel reports whether k=v is a label the API server would store.
 func validLabel(k, v string) bool {

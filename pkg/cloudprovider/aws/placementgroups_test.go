@@ -11,6 +11,7 @@ import (
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
 	"github.com/nodewright/nodewright/test/ec2sim"
 )
 
@@ -83,11 +84,13 @@ func TestResolvePlacementGroupSelector(t *testing.T) {
 // karpenter.k8s.aws/placement-group-id and -partition from the instance; a
 // cluster group keeps the class's launches in the zone of its first
 // instance; a requirement on the placement labels never becomes a kubelet
-// label. Fails when the template has no placement (tried: dropping
+// label and matches no type (the solver cannot know where EC2 will put the
+// instance, so such a pod is refused, not given a node without the label). Fails when the template has no placement (tried: dropping
 // data.Placement: the instances were in no group), when the labels are not
 // read from the instance (tried: not copying placementLabels: no labels) and
-// when requirements set them (tried: dropping the placementKeys check in
-// nodeLabels: pg-other was a node label); with the simulator's cluster rule
+// when requirements set them or match types (tried: the two keys left out
+// of catalog.CatalogKeys: the requirement became a kubelet label and
+// matched every type); with the simulator's cluster rule
 // dropped, the second cluster launch went to the cheaper other zone.
 func TestCreateLaunchesIntoThePlacementGroup(t *testing.T) {
 	e := newEnv(t)
@@ -137,8 +140,14 @@ func TestCreateLaunchesIntoThePlacementGroup(t *testing.T) {
 		t.Errorf("a cluster group's node has a partition label: %v", second.Labels)
 	}
 
-	claim := newClaim(resolved.Name, v1.NodeSelectorRequirementWithMinValues{Key: awsv1.LabelPlacementGroupID, Operator: corev1.NodeSelectorOpIn, Values: []string{"pg-other"}})
+	claim := newClaim(resolved.Name, v1.NodeSelectorRequirementWithMinValues{Key: awsv1.LabelPlacementGroupID, Operator: corev1.NodeSelectorOpIn, Values: []string{kafka}})
 	if labels := nodeLabels(claim, resolved, v1.CapacityTypeOnDemand); labels[awsv1.LabelPlacementGroupID] != "" {
 		t.Errorf("kubelet labels %v take the placement group from a requirement", labels)
+	}
+	for _, key := range []string{awsv1.LabelPlacementGroupID, awsv1.LabelPlacementGroupPartition} {
+		reqs := requirements.Requirements{key: requirements.MustNew(key, corev1.NodeSelectorOpIn, "1")}
+		if got, err := e.offline(t).Filter(reqs); err == nil {
+			t.Errorf("a requirement on %s matched %d types: the solver would plan a node it cannot promise", key, len(got))
+		}
 	}
 }
