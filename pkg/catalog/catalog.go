@@ -71,6 +71,11 @@ var CatalogKeys = func() map[string]bool {
 		// No type has a Windows build (nodewright launches Linux nodes), so a
 		// requirement on one matches nothing instead of labelling a Linux node.
 		v1.LabelWindowsBuild: true,
+		// Where EC2 put an instance, known only after its launch (the
+		// provider labels nodes in a placement group from the instance):
+		// no type carries them, so a requirement to be in a group or
+		// partition matches nothing rather than labelling a node outside it.
+		awsv1.LabelPlacementGroupID: true, awsv1.LabelPlacementGroupPartition: true,
 	}
 	for k := range offeringKeys {
 		keys[k] = true

@@ -31,6 +31,7 @@ var ec2Handlers = map[string]handler{
 	"TerminateInstances":            (*Server).terminateInstances,
 	"CreateTags":                    (*Server).createTags,
 	"DescribeCapacityReservations":  (*Server).describeCapacityReservations,
+	"DescribePlacementGroups":       (*Server).describePlacementGroups,
 }
 
 // items is the EC2 Query encoding of a list: <name><item>...</item></name>.

@@ -339,6 +339,13 @@ func (s *Server) candidatesLocked(req *fleetRequest, capacityType string) ([]*ca
 					fail(code, "%s", message)
 					continue
 				}
+				if d := config.lt.Data; d.PlacementGroupID != "" || d.PlacementGroupName != "" {
+					if _, problem := s.placementGroupLocked(d.PlacementGroupID, d.PlacementGroupName); problem != "" {
+						code, message, _ := strings.Cut(problem, "|")
+						fail(code, "%s", message)
+						continue
+					}
+				}
 				if id := config.lt.Data.CapacityReservationID; id != "" && capacityType == capacitySpot {
 					fail("InvalidParameterCombination", "A Spot Instance cannot be launched into a capacity reservation (%s)", id)
 					continue
@@ -617,6 +624,13 @@ func (s *Server) claimLocked(c *candidate, capacityType string) (ip, code, messa
 		return "", "InsufficientInstanceCapacity", fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (%s). Our system will be working on provisioning additional capacity.%s",
 			c.instanceType, pool.Zone, elsewhere(" You can currently get "+c.instanceType+" capacity by not specifying an Availability Zone in your request or choosing %s.", others))
 	}
+	if d := c.config.lt.Data; d.PlacementGroupID != "" || d.PlacementGroupName != "" {
+		g, _ := s.placementGroupLocked(d.PlacementGroupID, d.PlacementGroupName)
+		if refusal := s.placementRefusalLocked(g, pool.Zone); refusal != "" {
+			code, message, _ := strings.Cut(refusal, "|")
+			return "", code, message
+		}
+	}
 	if capacityType == capacitySpot && s.spotLimit >= 0 && s.activeSpotLocked() >= s.spotLimit {
 		return "", "MaxSpotInstanceCountExceeded", "Max spot instance count exceeded"
 	}
@@ -670,6 +684,10 @@ func (s *Server) launchLocked(req *fleetRequest, c *candidate, capacityType, ip 
 		reservationID: l.reservations[c], runAt: now.Add(s.settings.launchDelay),
 	}
 	in.seq = s.seq
+	if d := lt.Data; d.PlacementGroupID != "" || d.PlacementGroupName != "" {
+		g, _ := s.placementGroupLocked(d.PlacementGroupID, d.PlacementGroupName)
+		in.PlacementGroupID, in.PlacementGroupName, in.PartitionNumber = g.ID, g.Name, s.partitionForLocked(g, in.Zone)
+	}
 	if capacityType == capacitySpot {
 		in.SpotInstanceRequestID = s.newID("sir", 8)
 	}

@@ -82,6 +82,11 @@ type Instance struct {
 	// into, from its launch template's target; empty for none.
 	CapacityReservationID string
 	LaunchTemplateVersion string
+	// PlacementGroupID and PlacementGroupName are the placement group the
+	// instance was launched into, from its launch template; empty for none.
+	PlacementGroupID, PlacementGroupName string
+	// PartitionNumber is its partition in a partition group, 0 otherwise.
+	PartitionNumber int
 
 	// RebalanceRecommendationTime is when Rebalance last recommended
 	// replacing the spot instance; zero if never.
@@ -320,6 +325,9 @@ type instanceXML struct {
 		AvailabilityZone   string `xml:"availabilityZone"`
 		AvailabilityZoneID string `xml:"availabilityZoneId"`
 		Tenancy            string `xml:"tenancy"`
+		GroupName          string `xml:"groupName,omitempty"`
+		GroupID            string `xml:"groupId,omitempty"`
+		PartitionNumber    int    `xml:"partitionNumber,omitempty"`
 	} `xml:"placement"`
 	Monitoring struct {
 		State string `xml:"state"`
@@ -366,6 +374,7 @@ func (s *Server) instanceInfo(in *instance) instanceXML {
 	x.InstanceID, x.ImageID, x.State, x.PrivateDNSName = in.ID, in.ImageID, stateOf(in.State), in.PrivateDNSName
 	x.InstanceType, x.LaunchTime = in.InstanceType, ec2Time(in.LaunchTime)
 	x.Placement.AvailabilityZone, x.Placement.AvailabilityZoneID, x.Placement.Tenancy = in.Zone, in.ZoneID, "default"
+	x.Placement.GroupName, x.Placement.GroupID, x.Placement.PartitionNumber = in.PlacementGroupName, in.PlacementGroupID, in.PartitionNumber
 	x.Monitoring.State = "disabled"
 	x.SubnetID, x.VPCID, x.PrivateIPAddress = in.SubnetID, s.scenario.VPCID, in.PrivateIP
 	if in.State == StateTerminated {
@@ -462,6 +471,7 @@ func (s *Server) describeInstances(p params) (any, *APIError) {
 			"availability-zone": in.Zone, "subnet-id": in.SubnetID, "vpc-id": s.scenario.VPCID,
 			"private-dns-name": in.PrivateDNSName, "private-ip-address": in.PrivateIP,
 			"reservation-id": in.reservationID, "architecture": in.Architecture,
+			"placement-group-name": in.PlacementGroupName, "placement-partition-number": fmt.Sprint(in.PartitionNumber),
 		}
 		if in.CapacityType == capacitySpot {
 			attrs["instance-lifecycle"], attrs["spot-instance-request-id"] = "spot", in.SpotInstanceRequestID

@@ -47,6 +47,10 @@ type LaunchTemplateData struct {
 	// CapacityReservationID is CapacityReservationSpecification's target:
 	// the reservation every launch from the template goes into.
 	CapacityReservationID string
+	// PlacementGroupName and PlacementGroupID are Placement.GroupName and
+	// Placement.GroupId: the placement group every launch from the template
+	// joins (EC2 takes one or the other).
+	PlacementGroupName, PlacementGroupID string
 	// TagSpecifications tag what instances launched from the template create,
 	// by resource type (instance, volume, ...).
 	TagSpecifications map[string]map[string]string
@@ -245,6 +249,13 @@ func readLaunchTemplateData(p params) (LaunchTemplateData, *APIError) {
 		Monitoring:            p.get("Monitoring.Enabled") == "true",
 		Enclave:               p.get("EnclaveOptions.Enabled") == "true",
 		CapacityReservationID: p.get("CapacityReservationSpecification.CapacityReservationTarget.CapacityReservationId"),
+		PlacementGroupName:    p.get("Placement.GroupName"), PlacementGroupID: p.get("Placement.GroupId"),
+	}
+	if d.PlacementGroupName != "" && d.PlacementGroupID != "" {
+		return d, invalidParameter("Placement.GroupName and Placement.GroupId cannot both be specified")
+	}
+	if id := d.PlacementGroupID; id != "" && !placementGroupIDPattern.MatchString(id) {
+		return d, &APIError{Code: "InvalidPlacementGroupId.Malformed", Status: 400, Message: fmt.Sprintf("Invalid id: \"%s\"", id)}
 	}
 	if id := d.CapacityReservationID; id != "" && !capacityReservationIDPattern.MatchString(id) {
 		return d, &APIError{Code: "InvalidCapacityReservationId.Malformed", Status: 400, Message: fmt.Sprintf("Invalid id: \"%s\"", id)}

@@ -64,6 +64,10 @@ type Server struct {
 	// capacityreservations.go.
 	reservations map[string]*CapacityReservation
 
+	// placementGroups are the account's placement groups by id: see
+	// placementgroups.go.
+	placementGroups map[string]*PlacementGroup
+
 	// audit records every call with the authorizations AWS would make for
 	// it: see audit.go.
 	audit []Call

@@ -163,8 +163,8 @@ var evidence = map[string]string{
 	"EC2NodeClass.spec.networkInterfaces[].networkCardIndex":                     "refused pkg/cloudprovider/aws/unsupported.go",
 	"EC2NodeClass.spec.networkInterfaces[].deviceIndex":                          "refused pkg/cloudprovider/aws/unsupported.go",
 	"EC2NodeClass.spec.networkInterfaces[].interfaceType":                        "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.placementGroupSelector.name":                              "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.placementGroupSelector.id":                                "refused pkg/cloudprovider/aws/unsupported.go",
+	"EC2NodeClass.spec.placementGroupSelector.name":                              "pkg/cloudprovider/aws/placementgroups_test.go TestResolvePlacementGroupSelector",
+	"EC2NodeClass.spec.placementGroupSelector.id":                                "pkg/cloudprovider/aws/placementgroups_test.go TestResolvePlacementGroupSelector",
 }
 
 const root = "../.."

@@ -34,6 +34,11 @@ const (
 	LabelCapacityReservationID   = Group + "/capacity-reservation-id"
 	LabelCapacityReservationType = Group + "/capacity-reservation-type"
 	LabelEC2NodeClass            = Group + "/ec2nodeclass"
+	// LabelPlacementGroupID and LabelPlacementGroupPartition say where EC2
+	// put a node launched into its class's placement group: the group's id,
+	// and its partition in a partition group. Set from the instance.
+	LabelPlacementGroupID        = Group + "/placement-group-id"
+	LabelPlacementGroupPartition = Group + "/placement-group-partition"
 )
 
 // Tags nodewright puts on the EC2 resources it creates, used to find its own

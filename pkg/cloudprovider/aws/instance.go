@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -699,6 +700,7 @@ func (p *CloudProvider) claimFromInstance(inst ec2types.Instance, nc *awsv1.EC2N
 			claim.Labels[awsv1.LabelCapacityReservationType] = reservationTypeCapacityBlock
 		}
 	}
+	maps.Copy(claim.Labels, placementLabels(inst))
 	if pool := tags[awsv1.TagNodePool]; pool != "" {
 		claim.Labels[v1.NodePoolLabelKey] = pool
 	}

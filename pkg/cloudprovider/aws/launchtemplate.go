@@ -139,6 +139,7 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 			CapacityReservationTarget: &ec2types.CapacityReservationTarget{CapacityReservationId: aws.String(p.capacityReservationID)},
 		}
 	}
+	data.Placement = launchTemplatePlacement(nc)
 	if e := nc.Spec.EnclaveOptions; e != nil {
 		data.EnclaveOptions = &ec2types.LaunchTemplateEnclaveOptionsRequest{Enabled: e.Enabled}
 	}

@@ -50,6 +50,7 @@ type nodeClassEC2API interface {
 	ec2.DescribeSecurityGroupsAPIClient
 	ec2.DescribeImagesAPIClient
 	ec2.DescribeCapacityReservationsAPIClient
+	describePlacementGroupsAPI
 }
 
 // ssmAPI is what resolving AMI aliases and SSM parameter terms needs of SSM.
@@ -148,20 +149,38 @@ func (r *NodeClassResolver) Resolve(ctx context.Context, nc *awsv1.EC2NodeClass)
 		set(awsv1.ConditionTypeInstanceProfileReady, true, "", "")
 	}
 
+	// As in Karpenter, PlacementGroupReady exists only while a selector
+	// does; with one, the class is not Ready until EC2 has the group.
+	readiness := readinessConditions
+	if sel := nc.Spec.PlacementGroupSelector; sel == nil {
+		meta.RemoveStatusCondition(&status.Conditions, awsv1.ConditionTypePlacementGroupReady)
+	} else {
+		readiness = append(slices.Clone(readiness), awsv1.ConditionTypePlacementGroupReady)
+		switch g, err := r.placementGroup(ctx, sel); {
+		case err != nil:
+			failed(awsv1.ConditionTypePlacementGroupReady, err)
+		case g == nil:
+			set(awsv1.ConditionTypePlacementGroupReady, false, ReasonPlacementGroupNotFound,
+				fmt.Sprintf("no available placement group has spec.placementGroupSelector %s", placementGroupSelectorText(sel)))
+		default:
+			set(awsv1.ConditionTypePlacementGroupReady, true, "", placementGroupMessage(g))
+		}
+	}
+
 	problems := r.validate(nc)
 	set(awsv1.ConditionTypeValidationSucceeded, len(problems) == 0, ReasonInvalidSpec, strings.Join(problems, "; "))
 
-	setReady(&status, nc.Generation, now)
+	setReady(&status, readiness, nc.Generation, now)
 	return status, errors.Join(errs...)
 }
 
 // setReady summarizes the readiness conditions into Ready: False when one is
 // False, else Unknown while one is not resolved yet (reason ResolutionFailed
 // when a lookup failed, naming it), else True.
-func setReady(status *awsv1.EC2NodeClassStatus, generation int64, now metav1.Time) {
+func setReady(status *awsv1.EC2NodeClassStatus, readiness []string, generation int64, now metav1.Time) {
 	var falses, unknowns []string
 	failed := false
-	for _, t := range readinessConditions {
+	for _, t := range readiness {
 		switch c := meta.FindStatusCondition(status.Conditions, t); {
 		case c == nil:
 			unknowns = append(unknowns, t+" is unknown")

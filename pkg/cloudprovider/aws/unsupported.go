@@ -10,7 +10,7 @@ import (
 // accepts and nodewright does not act on yet. A class with one is refused
 // (ValidationSucceeded False, so not Ready, naming the field) instead of
 // launching nodes without what the field asked for: interfaces or EFA
-// missing, a placement group not joined.
+// missing.
 func notYetSupported(nc *awsv1.EC2NodeClass) []string {
 	var fields []string
 	set := func(path string, isSet bool) {
@@ -23,10 +23,6 @@ func notYetSupported(nc *awsv1.EC2NodeClass) []string {
 		p := fmt.Sprintf("spec.networkInterfaces[%d]", i)
 		// Every entry is refused; the fields say which interface it is.
 		set(fmt.Sprintf("%s (networkCardIndex %d, deviceIndex %d, interfaceType %q)", p, n.NetworkCardIndex, n.DeviceIndex, n.InterfaceType), true)
-	}
-	if pg := s.PlacementGroupSelector; pg != nil {
-		set("spec.placementGroupSelector.name", pg.Name != "")
-		set("spec.placementGroupSelector.id", pg.ID != "")
 	}
 	out := make([]string, len(fields))
 	for i, f := range fields {

@@ -14,15 +14,12 @@ import (
 // A class setting a field nodewright does not act on yet is refused, the
 // field named, instead of launching nodes without it; the seed class, which
 // sets none, stays Ready. Fails when a field is left out of notYetSupported
-// (tried: the placementGroupSelector check removed: the class was Ready).
+// (tried: the networkInterfaces check removed: the class was Ready).
 func TestNotYetSupportedFieldsAreRefused(t *testing.T) {
 	e := newEnv(t)
 	for path, spoil := range map[string]func(*awsv1.EC2NodeClass){
 		"spec.networkInterfaces[0]": func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.NetworkInterfaces = []awsv1.NetworkInterface{{InterfaceType: "efa-only", NetworkCardIndex: 1}}
-		},
-		"spec.placementGroupSelector.name": func(nc *awsv1.EC2NodeClass) {
-			nc.Spec.PlacementGroupSelector = &awsv1.PlacementGroupSelector{Name: "training"}
 		},
 	} {
 		nc := seedNodeClass(t)
