@@ -58,6 +58,16 @@ type docsEnv struct {
 func newDocsEnv(t *testing.T) *docsEnv {
 	t.Helper()
 	env := simcloud.Start(t, cp)
+	// The account holds the reservations the capacity reservation examples
+	// select, one by tag and one by id, so that reserved launches are tried.
+	for _, r := range []ec2sim.CapacityReservation{
+		{InstanceType: "m5.large", Zone: "ap-northeast-2a", Total: 2, Tags: map[string]string{"application": "foobar"}},
+		{ID: "cr-56fac701cc1951b03", InstanceType: "c5.large", Zone: "ap-northeast-2c", Total: 1},
+	} {
+		if _, err := env.Sim.AddCapacityReservation(r); err != nil {
+			t.Fatal(err)
+		}
+	}
 	seed := env.SeedNodeClass(t, cp)
 	if !meta.IsStatusConditionTrue(seed.Status.Conditions, aws.ConditionTypeReady) {
 		t.Fatalf("the seed EC2NodeClass is not ready: %+v", seed.Status.Conditions)
@@ -207,7 +217,11 @@ func (e *docsEnv) launch(t *testing.T, np *v1.NodePool, obj map[string]any, clas
 	if !slices.ContainsFunc(plans[0].InstanceTypes, func(c catalog.Candidate) bool { return c.Type.Name == inst.InstanceType }) {
 		t.Errorf("%s: launched %s, which the plan did not allow", what, inst.InstanceType)
 	}
-	return fmt.Sprintf("%s launched %s %s in %s", what, inst.InstanceType, inst.CapacityType, inst.Zone)
+	capacity := launched.Labels[v1.CapacityTypeLabelKey]
+	if inst.CapacityReservationID != "" {
+		capacity += " in " + inst.CapacityReservationID
+	}
+	return fmt.Sprintf("%s launched %s %s in %s", what, inst.InstanceType, capacity, inst.Zone)
 }
 
 // refused returns the outcome of a refusal, failing the test when msg names
