@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -248,6 +249,8 @@ func tagFilters(tags map[string]string) []ec2types.Filter {
 
 // hasTags checks the selector's tags again on an answer: EC2 merges filters
 // of the same name (several "tag-key") into one OR, and the term means AND.
+// Values keep the wildcards EC2 filtered with (Karpenter documents
+// `Name: "*Public*"`), or the check drops every resource the filter found.
 func hasTags(have []ec2types.Tag, want map[string]string) bool {
 	got := make(map[string]string, len(have))
 	for _, t := range have {
@@ -255,11 +258,35 @@ func hasTags(have []ec2types.Tag, want map[string]string) bool {
 	}
 	for k, v := range want {
 		gv, ok := got[k]
-		if !ok || (v != "*" && gv != v) {
+		if !ok || !wildcardMatch(v, gv) {
 			return false
 		}
 	}
 	return true
+}
+
+// wildcardMatch applies an EC2 filter value to s: * matches any run of
+// characters, ? exactly one, a backslash makes the next one literal.
+func wildcardMatch(pattern, s string) bool {
+	var b strings.Builder
+	b.WriteString("^")
+	runes := []rune(pattern)
+	for i := 0; i < len(runes); i++ {
+		switch r := runes[i]; {
+		case r == '\\' && i+1 < len(runes):
+			i++
+			b.WriteString(regexp.QuoteMeta(string(runes[i])))
+		case r == '*':
+			b.WriteString("(?s:.*)")
+		case r == '?':
+			b.WriteString("(?s:.)")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	b.WriteString("$")
+	ok, err := regexp.MatchString(b.String(), s)
+	return err == nil && ok
 }
 
 func sortedKeys[V any](m map[string]V) []string {

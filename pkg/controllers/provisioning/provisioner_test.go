@@ -18,14 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
-	"github.com/nodewright/nodewright/pkg/catalog"
-	"github.com/nodewright/nodewright/pkg/cloudprovider/aws"
 	"github.com/nodewright/nodewright/pkg/state"
-	"github.com/nodewright/nodewright/test/ec2sim"
 	"github.com/nodewright/nodewright/test/fixtures"
 	"github.com/nodewright/nodewright/test/harness"
+	"github.com/nodewright/nodewright/test/simcloud"
 )
 
 var cp *harness.ControlPlane
@@ -61,55 +58,10 @@ var setupOnce sync.Once
 // the simulator, and the seed EC2NodeClass resolved.
 func newProvisioner(tb testing.TB) (*Provisioner, *clock) {
 	tb.Helper()
-	ctx := context.Background()
-	if err := ec2sim.UseSimulatorCredentials(); err != nil {
-		tb.Fatal(err)
-	}
-	sim, err := ec2sim.StartRegion("ap-northeast-2")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	snap, err := catalog.EmbeddedSnapshot()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = sim.Close() })
-	clients, err := aws.NewClients(ctx, aws.ClientOptions{Region: "ap-northeast-2", Endpoint: sim.URL})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	types, err := aws.NewInstanceTypeProvider(clients.EC2, clients.Pricing, aws.InstanceTypeOptions{
-		Region: "ap-northeast-2", Snapshot: snap, Unavailable: catalog.NewUnavailableOfferings(catalog.UnavailableOptions{})})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	opts := aws.Options{ClusterName: "my-cluster", ClusterEndpoint: cp.Config.Host, ClusterCABundle: "Cg==",
-		ClusterCIDR: "10.100.0.0/16", KubernetesVersion: "1.37", Region: "ap-northeast-2"}
-	setupOnce.Do(func() {
-		resolver, err := aws.NewNodeClassResolver(clients, opts)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		nc := &awsv1.EC2NodeClass{}
-		if err := fixtures.SeedInto(fixtures.EC2NodeClassDefault, nc); err != nil {
-			tb.Fatal(err)
-		}
-		if err := cp.Client.Create(ctx, nc); err != nil {
-			tb.Fatal(err)
-		}
-		if nc.Status, err = resolver.Resolve(ctx, nc); err != nil {
-			tb.Fatal(err)
-		}
-		if err := cp.Client.Status().Update(ctx, nc); err != nil {
-			tb.Fatal(err)
-		}
-	})
-	cloud, err := aws.NewCloudProvider(opts, clients, types, cp.Client)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	env := simcloud.Start(tb, cp)
+	setupOnce.Do(func() { env.SeedNodeClass(tb, cp) })
 	kube := &clock{Client: cp.Client, created: map[string]time.Time{}}
-	return New(kube, state.NewCluster(cp.Client), cloud, NewBatcher(time.Second, 10*time.Second), discard{}, Options{SpotRiskWeight: -1}), kube
+	return New(kube, state.NewCluster(cp.Client), env.Cloud, NewBatcher(time.Second, 10*time.Second), discard{}, Options{SpotRiskWeight: -1}), kube
 }
 
 // seedPool creates a copy of the seed NodePool under a unique name, without

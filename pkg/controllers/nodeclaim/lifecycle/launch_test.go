@@ -12,11 +12,10 @@ import (
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
-	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/cloudprovider/aws"
 	"github.com/nodewright/nodewright/test/ec2sim"
-	"github.com/nodewright/nodewright/test/fixtures"
 	"github.com/nodewright/nodewright/test/harness"
+	"github.com/nodewright/nodewright/test/simcloud"
 )
 
 var nodeClassOnce sync.Once
@@ -25,54 +24,10 @@ var nodeClassOnce sync.Once
 // seed EC2NodeClass ("default") resolved in the control plane.
 func awsCloud(t *testing.T) (*aws.CloudProvider, *ec2sim.Server) {
 	t.Helper()
-	ctx := context.Background()
-	if err := ec2sim.UseSimulatorCredentials(); err != nil {
-		t.Fatal(err)
-	}
-	sim, err := ec2sim.StartRegion("ap-northeast-2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	snap, err := catalog.EmbeddedSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	clients, err := aws.NewClients(ctx, aws.ClientOptions{Region: "ap-northeast-2", Endpoint: sim.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	types, err := aws.NewInstanceTypeProvider(clients.EC2, clients.Pricing, aws.InstanceTypeOptions{Region: "ap-northeast-2", Snapshot: snap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	types.Refresh(ctx)
-	opts := aws.Options{ClusterName: "my-cluster", ClusterEndpoint: cp.Config.Host, ClusterCABundle: "Cg==",
-		ClusterCIDR: "10.100.0.0/16", KubernetesVersion: "1.37", Region: "ap-northeast-2"}
-	nodeClassOnce.Do(func() {
-		resolver, err := aws.NewNodeClassResolver(clients, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc := &awsv1.EC2NodeClass{}
-		if err := fixtures.SeedInto(fixtures.EC2NodeClassDefault, nc); err != nil {
-			t.Fatal(err)
-		}
-		if err := cp.Client.Create(ctx, nc); err != nil {
-			t.Fatal(err)
-		}
-		if nc.Status, err = resolver.Resolve(ctx, nc); err != nil {
-			t.Fatal(err)
-		}
-		if err := cp.Client.Status().Update(ctx, nc); err != nil {
-			t.Fatal(err)
-		}
-	})
-	cloud, err := aws.NewCloudProvider(opts, clients, types, cp.Client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cloud, sim
+	env := simcloud.Start(t, cp)
+	env.Types.Refresh(context.Background())
+	nodeClassOnce.Do(func() { env.SeedNodeClass(t, cp) })
+	return env.Cloud, env.Sim
 }
 
 // deletedDuringCreate is a claim deleted while its Create is in flight;
