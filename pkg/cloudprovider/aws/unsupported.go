@@ -1,16 +1,14 @@
 package aws
 
 import (
-	"fmt"
-
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 )
 
 // notYetSupported names each field of the class that Karpenter's schema
 // accepts and nodewright does not act on yet. A class with one is refused
 // (ValidationSucceeded False, so not Ready, naming the field) instead of
-// launching nodes without what the field asked for: interfaces or EFA
-// missing, a placement group not joined.
+// launching nodes without what the field asked for: a placement group not
+// joined.
 func notYetSupported(nc *awsv1.EC2NodeClass) []string {
 	var fields []string
 	set := func(path string, isSet bool) {
@@ -19,11 +17,6 @@ func notYetSupported(nc *awsv1.EC2NodeClass) []string {
 		}
 	}
 	s := nc.Spec
-	for i, n := range s.NetworkInterfaces {
-		p := fmt.Sprintf("spec.networkInterfaces[%d]", i)
-		// Every entry is refused; the fields say which interface it is.
-		set(fmt.Sprintf("%s (networkCardIndex %d, deviceIndex %d, interfaceType %q)", p, n.NetworkCardIndex, n.DeviceIndex, n.InterfaceType), true)
-	}
 	if pg := s.PlacementGroupSelector; pg != nil {
 		set("spec.placementGroupSelector.name", pg.Name != "")
 		set("spec.placementGroupSelector.id", pg.ID != "")

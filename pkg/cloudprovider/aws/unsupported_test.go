@@ -18,9 +18,6 @@ import (
 func TestNotYetSupportedFieldsAreRefused(t *testing.T) {
 	e := newEnv(t)
 	for path, spoil := range map[string]func(*awsv1.EC2NodeClass){
-		"spec.networkInterfaces[0]": func(nc *awsv1.EC2NodeClass) {
-			nc.Spec.NetworkInterfaces = []awsv1.NetworkInterface{{InterfaceType: "efa-only", NetworkCardIndex: 1}}
-		},
 		"spec.placementGroupSelector.name": func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.PlacementGroupSelector = &awsv1.PlacementGroupSelector{Name: "training"}
 		},
