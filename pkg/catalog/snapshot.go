@@ -71,6 +71,11 @@ type SnapshotType struct {
 	// takes (NetworkInfo.EfaInfo.MaximumEfaInterfaces); 0 when it does not
 	// support EFA.
 	EFAInterfaces int32 `json:"efa,omitempty"`
+	// EFADevices is how many EFA interfaces a node of the type launches
+	// with, advertised as vpc.amazonaws.com/efa: the efa-only interfaces of
+	// the node class's spec.networkInterfaces. Never in a snapshot; 0 in a
+	// region's catalog, which launches none.
+	EFADevices int32 `json:"-"`
 	// Regions maps a region to where and at what price the type is offered.
 	Regions map[string]SnapshotRegion `json:"r"`
 }

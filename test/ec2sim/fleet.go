@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/samber/lo"
+
 	"github.com/nodewright/nodewright/pkg/catalog"
 )
 
@@ -726,6 +728,9 @@ func (s *Server) launchLocked(req *fleetRequest, c *candidate, capacityType, ip 
 			UserData: lt.Data.UserData, SecurityGroupIDs: templateSecurityGroups(lt.Data),
 			IAMInstanceProfile: profile, MetadataOptions: lt.Data.MetadataOptions,
 			CapacityReservationID: lt.Data.CapacityReservationID,
+			EFAInterfaces: int32(lo.CountBy(lt.Data.NetworkInterfaces, func(n NetworkInterface) bool {
+				return n.InterfaceType == "efa" || n.InterfaceType == "efa-only"
+			})),
 		},
 		reservationID: l.reservations[c], runAt: now.Add(s.settings.launchDelay),
 	}

@@ -145,6 +145,19 @@ func TestFleetChecksInterfaceLayout(t *testing.T) {
 		return e
 	}
 	e := newEnvWithTemplates(nil)
+	// The node of an instance with EFA interfaces advertises them, as the
+	// EFA device plugin does. Mutation tried: EFAInterfaces not set at
+	// launch (the node had no vpc.amazonaws.com/efa).
+	out := e.createFleet(t, fleetInput("efa-pair", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("c6in.32xlarge", "ap-northeast-2a")))
+	if ids := launched(out); len(ids) == 1 {
+		node, err := e.sim.kubeletNode(e.instance(t, ids[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q := node.Status.Capacity[catalog.ResourceEFA]; q.Value() != 2 {
+			t.Errorf("node of an instance with 2 EFA interfaces has %s %s", catalog.ResourceEFA, q.String())
+		}
+	}
 	// c6in.32xlarge: 2 cards of 8 interfaces, 2 EFAs; c5n.18xlarge: 1 card, 1 EFA.
 	for _, c := range []struct{ template, instanceType, code string }{
 		{"efa-pair", "c6in.32xlarge", ""},

@@ -4,10 +4,14 @@ import (
 	"context"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
 	v1 "github.com/nodewright/nodewright/apis/v1"
+	"github.com/nodewright/nodewright/pkg/catalog"
+	"github.com/nodewright/nodewright/pkg/scheduling"
 	"github.com/nodewright/nodewright/test/ec2sim"
 )
 
@@ -57,6 +61,40 @@ func TestNetworkInterfacesReachTheLaunchTemplate(t *testing.T) {
 	}
 	if claim.Labels[v1.LabelInstanceTypeStable] != "c6in.32xlarge" {
 		t.Errorf("launched %s", claim.Labels[v1.LabelInstanceTypeStable])
+	}
+}
+
+// A class's efa-only interfaces are its nodes' vpc.amazonaws.com/efa (the
+// EFA device plugin's count), so the solver places pods requesting EFA on
+// them; a class without has none, rather than promising devices it does
+// not attach. Mutations tried: EFADevices not set in restrictCatalog (no
+// EFA capacity); ResEFA left out of the solver's resources (the pod
+// requesting it unschedulable).
+func TestEFAInterfacesAreNodeCapacity(t *testing.T) {
+	e := newEnv(t)
+	efa := seedNodeClass(t)
+	efa.Name, efa.Spec.NetworkInterfaces = "efa", efaLayout
+	p := e.cloudProvider(t, e.resolved(t, efa), e.resolved(t, seedNodeClass(t)))
+	for class, want := range map[string]int64{"efa": 2, seedNodeClass(t).Name: 0} {
+		cat, _, err := p.Catalog(context.Background(), pool(class))
+		if err != nil {
+			t.Fatal(err)
+		}
+		it := cat.Get("c6in.32xlarge")
+		if it == nil {
+			t.Fatalf("%s: c6in.32xlarge missing", class)
+		}
+		if q := it.Allocatable[catalog.ResourceEFA]; q.Value() != want {
+			t.Errorf("%s: c6in.32xlarge allocatable %s %s, want %d", class, catalog.ResourceEFA, q.String(), want)
+		}
+		if want == 0 {
+			continue
+		}
+		need, unknown := scheduling.ResourcesFrom(corev1.ResourceList{catalog.ResourceEFA: resource.MustParse("2")})
+		have, _ := scheduling.ResourcesFrom(it.Allocatable)
+		if len(unknown) != 0 || !need.Fits(have) {
+			t.Errorf("%s: a pod requesting 2 %s does not fit c6in.32xlarge (unknown to the solver: %v)", class, catalog.ResourceEFA, unknown)
+		}
 	}
 }
 

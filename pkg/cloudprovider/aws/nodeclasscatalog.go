@@ -195,6 +195,7 @@ func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, 
 		}
 		spec := it.Spec
 		spec.Regions = map[string]catalog.SnapshotRegion{base.Region: kept}
+		spec.EFADevices = needs.efas
 		snap.Types = append(snap.Types, spec)
 	}
 	if len(snap.Types) == 0 {
