@@ -137,6 +137,10 @@ func convert(e source) (catalog.SnapshotType, bool) {
 	t.MaxENIs, t.IPv4PerENI = e.VPC.MaxENIs, e.VPC.IPsPerENI
 	eit := encryptsInTransit(e.InstanceType)
 	t.EncryptionInTransit = &eit
+	t.NetworkCards = networkCards[e.InstanceType]
+	if efaTypes[e.InstanceType] {
+		t.EFAInterfaces = max(t.NetworkCards, 1)
+	}
 	// EBS exposed as NVMe is a Nitro property; bare metal has no hypervisor.
 	switch {
 	case t.BareMetal:
@@ -263,4 +267,52 @@ var encryptsInTransitFamilies = map[string]bool{
 func encryptsInTransit(instanceType string) bool {
 	family, _, _ := strings.Cut(instanceType, ".")
 	return encryptsInTransitFamilies[family] || strings.HasPrefix(family, "u-") || strings.HasPrefix(family, "u7")
+}
+
+// efaTypes are the instance types that take an Elastic Fabric Adapter, as
+// the EC2 user guide lists them (Elastic Fabric Adapter, supported instance
+// types). ec2instances.info has no such field; DescribeInstanceTypes has
+// (NetworkInfo EfaSupported, EfaInfo), and replaces this at run time. Each
+// takes one EFA per network card.
+var efaTypes = func() map[string]bool {
+	out := map[string]bool{}
+	for _, family := range []struct {
+		name  string
+		sizes string
+	}{
+		{"c5n", "9xlarge 18xlarge metal"}, {"c6a", "48xlarge metal"}, {"c6gn", "16xlarge"}, {"c6i", "32xlarge metal"},
+		{"c6id", "32xlarge metal"}, {"c6in", "32xlarge metal"}, {"c7a", "48xlarge metal-48xl"}, {"c7g", "16xlarge metal"},
+		{"c7gd", "16xlarge metal"}, {"c7gn", "16xlarge metal"}, {"c7i", "48xlarge metal-48xl"}, {"c8g", "24xlarge 48xlarge metal-24xl metal-48xl"},
+		{"m5dn", "24xlarge metal"}, {"m5n", "24xlarge metal"}, {"m5zn", "12xlarge metal"}, {"m6a", "48xlarge metal"},
+		{"m6i", "32xlarge metal"}, {"m6id", "32xlarge metal"}, {"m6idn", "32xlarge metal"}, {"m6in", "32xlarge metal"},
+		{"m7a", "48xlarge metal-48xl"}, {"m7g", "16xlarge metal"}, {"m7gd", "16xlarge metal"}, {"m7i", "48xlarge metal-48xl"},
+		{"m8g", "24xlarge 48xlarge metal-24xl metal-48xl"},
+		{"r5dn", "24xlarge metal"}, {"r5n", "24xlarge metal"}, {"r6a", "48xlarge metal"}, {"r6i", "32xlarge metal"},
+		{"r6id", "32xlarge metal"}, {"r6idn", "32xlarge metal"}, {"r6in", "32xlarge metal"}, {"r7a", "48xlarge metal-48xl"},
+		{"r7g", "16xlarge metal"}, {"r7gd", "16xlarge metal"}, {"r7i", "48xlarge metal-48xl"}, {"r7iz", "32xlarge metal-32xl"},
+		{"r8g", "24xlarge 48xlarge metal-24xl metal-48xl"}, {"x2idn", "32xlarge metal"}, {"x2iedn", "32xlarge metal"}, {"x2iezn", "12xlarge metal"},
+		{"i3en", "12xlarge 24xlarge metal"}, {"i4g", "16xlarge"}, {"i4i", "32xlarge metal"}, {"im4gn", "16xlarge"},
+		{"dl1", "24xlarge"}, {"g4dn", "8xlarge 12xlarge 16xlarge metal"}, {"g5", "8xlarge 12xlarge 16xlarge 24xlarge 48xlarge"},
+		{"g6", "8xlarge 12xlarge 16xlarge 24xlarge 48xlarge"}, {"g6e", "8xlarge 12xlarge 16xlarge 24xlarge 48xlarge"},
+		{"inf1", "24xlarge"}, {"p3dn", "24xlarge"}, {"p4d", "24xlarge"}, {"p4de", "24xlarge"}, {"p5", "48xlarge"},
+		{"p5e", "48xlarge"}, {"p5en", "48xlarge"}, {"trn1", "32xlarge"}, {"trn1n", "32xlarge"}, {"trn2", "48xlarge"},
+		{"vt1", "24xlarge"}, {"hpc6a", "48xlarge"}, {"hpc6id", "32xlarge"}, {"hpc7a", "12xlarge 24xlarge 48xlarge 96xlarge"},
+		{"hpc7g", "4xlarge 8xlarge 16xlarge"},
+	} {
+		for _, size := range strings.Fields(family.sizes) {
+			out[family.name+"."+size] = true
+		}
+	}
+	return out
+}()
+
+// networkCards are the types with more than one network card and how many,
+// as the EC2 user guide's network cards table lists them; every other type
+// has one.
+var networkCards = map[string]int32{
+	"c6in.32xlarge": 2, "c6in.metal": 2, "m6idn.32xlarge": 2, "m6idn.metal": 2, "m6in.32xlarge": 2, "m6in.metal": 2,
+	"r6idn.32xlarge": 2, "r6idn.metal": 2, "r6in.32xlarge": 2, "r6in.metal": 2, "hpc6id.32xlarge": 2,
+	"hpc7a.12xlarge": 2, "hpc7a.24xlarge": 2, "hpc7a.48xlarge": 2, "hpc7a.96xlarge": 2,
+	"dl1.24xlarge": 4, "p4d.24xlarge": 4, "p4de.24xlarge": 4, "trn1.32xlarge": 8, "trn1n.32xlarge": 16,
+	"trn2.48xlarge": 16, "p5.48xlarge": 32, "p5e.48xlarge": 32, "p5en.48xlarge": 16,
 }

@@ -20,6 +20,8 @@ const (
 	ResourceNVIDIAGPU corev1.ResourceName = "nvidia.com/gpu"
 	ResourceAMDGPU    corev1.ResourceName = "amd.com/gpu"
 	ResourceNeuron    corev1.ResourceName = "aws.amazon.com/neuron"
+	// ResourceEFA is the EFA device plugin's: one per EFA interface.
+	ResourceEFA corev1.ResourceName = "vpc.amazonaws.com/efa"
 )
 
 // InstanceType is one EC2 instance type in one region: what a node of it offers
@@ -161,6 +163,9 @@ func (t SnapshotType) Resources(s NodeSettings) (capacity, allocatable corev1.Re
 	}
 	if t.Accelerator != nil && t.Accelerator.Manufacturer == "aws" {
 		capacity[ResourceNeuron] = *resource.NewQuantity(int64(t.Accelerator.Count), resource.DecimalSI)
+	}
+	if t.EFADevices > 0 {
+		capacity[ResourceEFA] = *resource.NewQuantity(int64(t.EFADevices), resource.DecimalSI)
 	}
 
 	kubeReserved := corev1.ResourceList{

@@ -62,8 +62,35 @@ type SnapshotType struct {
 	// the type's processor features. Only DescribeInstanceTypes says so: the
 	// snapshot's source does not, so it is false in the embedded snapshot.
 	NestedVirtualization bool `json:"nestedVirt,omitempty"`
+	// NetworkCards is how many network cards the type has (DescribeInstanceTypes'
+	// NetworkInfo.NetworkCards); 0 in a snapshot that did not say means one.
+	// Interfaces name a card by index, so a class's interfaces fit only types
+	// with enough cards.
+	NetworkCards int32 `json:"cards,omitempty"`
+	// EFAInterfaces is the most Elastic Fabric Adapter interfaces the type
+	// takes (NetworkInfo.EfaInfo.MaximumEfaInterfaces); 0 when it does not
+	// support EFA.
+	EFAInterfaces int32 `json:"efa,omitempty"`
+	// EFADevices is how many EFA interfaces a node of the type launches
+	// with, advertised as vpc.amazonaws.com/efa: the efa-only interfaces of
+	// the node class's spec.networkInterfaces. Never in a snapshot; 0 in a
+	// region's catalog, which launches none.
+	EFADevices int32 `json:"-"`
 	// Regions maps a region to where and at what price the type is offered.
 	Regions map[string]SnapshotRegion `json:"r"`
+}
+
+// Cards is how many network cards the type has, at least one.
+func (t SnapshotType) Cards() int32 {
+	return max(t.NetworkCards, 1)
+}
+
+// InterfacesPerCard is how many interfaces one of the type's network cards
+// takes: EC2 splits the type's interfaces evenly between its cards on the
+// multi-card types (p4d, p5, trn1: DescribeInstanceTypes lists the same
+// maximum for every card).
+func (t SnapshotType) InterfacesPerCard() int32 {
+	return t.MaxENIs / t.Cards()
 }
 
 // Accelerator is a GPU or an ML accelerator (Inferentia, Trainium).

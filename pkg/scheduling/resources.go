@@ -20,12 +20,14 @@ const (
 	ResAMDGPU
 	ResNeuron
 	ResPodENI
+	ResEFA
 	numResources
 )
 
 var resourceNames = [numResources]corev1.ResourceName{
 	corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage, corev1.ResourcePods,
 	"nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron", "vpc.amazonaws.com/pod-eni",
+	"vpc.amazonaws.com/efa",
 }
 
 // Resources is an amount of each resource the solver knows.

@@ -99,21 +99,28 @@ type instanceTypeXML struct {
 		NVMeSupport   string `xml:"nvmeSupport"`
 	} `xml:"instanceStorageInfo,omitempty"`
 	NetworkInfo struct {
-		NetworkPerformance        string `xml:"networkPerformance,omitempty"`
-		MaximumNetworkInterfaces  int32  `xml:"maximumNetworkInterfaces"`
-		IPv4AddressesPerInterface int32  `xml:"ipv4AddressesPerInterface"`
-		EncryptionInTransit       bool   `xml:"encryptionInTransitSupported"`
-		NetworkCards              items[struct {
-			NetworkCardIndex         int32   `xml:"networkCardIndex"`
-			MaximumNetworkInterfaces int32   `xml:"maximumNetworkInterfaces"`
-			PeakBandwidthInGbps      float64 `xml:"peakBandwidthInGbps,omitempty"`
-		}] `xml:"networkCards"`
+		NetworkPerformance        string                `xml:"networkPerformance,omitempty"`
+		MaximumNetworkInterfaces  int32                 `xml:"maximumNetworkInterfaces"`
+		IPv4AddressesPerInterface int32                 `xml:"ipv4AddressesPerInterface"`
+		EncryptionInTransit       bool                  `xml:"encryptionInTransitSupported"`
+		MaximumNetworkCards       int32                 `xml:"maximumNetworkCards"`
+		NetworkCards              items[networkCardXML] `xml:"networkCards"`
+		EFASupported              bool                  `xml:"efaSupported"`
+		EFAInfo                   *struct {
+			MaximumEFAInterfaces int32 `xml:"maximumEfaInterfaces"`
+		} `xml:"efaInfo,omitempty"`
 	} `xml:"networkInfo"`
 	GPUInfo    *acceleratorsXML `xml:"gpuInfo>gpus,omitempty"`
 	NeuronInfo *acceleratorsXML `xml:"neuronInfo>neuronDevices,omitempty"`
 	EBSInfo    struct {
 		MaximumBandwidthInMbps int64 `xml:"ebsOptimizedInfo>maximumBandwidthInMbps,omitempty"`
 	} `xml:"ebsInfo"`
+}
+
+type networkCardXML struct {
+	NetworkCardIndex         int32   `xml:"networkCardIndex"`
+	MaximumNetworkInterfaces int32   `xml:"maximumNetworkInterfaces"`
+	PeakBandwidthInGbps      float64 `xml:"peakBandwidthInGbps,omitempty"`
 }
 
 type acceleratorsXML struct {
@@ -157,11 +164,19 @@ func instanceTypeInfo(t catalog.SnapshotType, r catalog.SnapshotRegion) instance
 	if t.NetworkMbps > 0 {
 		x.NetworkInfo.NetworkPerformance = fmt.Sprintf("%g Gigabit", float64(t.NetworkMbps)/1000)
 	}
-	x.NetworkInfo.NetworkCards.Item = append(x.NetworkInfo.NetworkCards.Item, struct {
-		NetworkCardIndex         int32   `xml:"networkCardIndex"`
-		MaximumNetworkInterfaces int32   `xml:"maximumNetworkInterfaces"`
-		PeakBandwidthInGbps      float64 `xml:"peakBandwidthInGbps,omitempty"`
-	}{0, t.MaxENIs, float64(t.NetworkMbps) / 1000})
+	// The type's interfaces and bandwidth, split evenly between its cards.
+	cards := t.Cards()
+	x.NetworkInfo.MaximumNetworkCards = cards
+	for i := range cards {
+		x.NetworkInfo.NetworkCards.Item = append(x.NetworkInfo.NetworkCards.Item,
+			networkCardXML{i, t.InterfacesPerCard(), float64(t.NetworkMbps) / 1000 / float64(cards)})
+	}
+	if t.EFAInterfaces > 0 {
+		x.NetworkInfo.EFASupported = true
+		x.NetworkInfo.EFAInfo = &struct {
+			MaximumEFAInterfaces int32 `xml:"maximumEfaInterfaces"`
+		}{t.EFAInterfaces}
+	}
 	if g := t.GPU; g != nil {
 		x.GPUInfo = &acceleratorsXML{Item: []acceleratorXML{{Name: g.Name, Manufacturer: g.Manufacturer, Count: g.Count, MemoryMiB: g.MemoryMiB}}}
 	}

@@ -94,8 +94,11 @@ type Instance struct {
 
 	// UserData is the launch template's user data, base64-encoded as EC2 keeps
 	// it, so a bridge can read what the kubelet was asked to register with.
-	UserData           string
-	SecurityGroupIDs   []string
+	UserData         string
+	SecurityGroupIDs []string
+	// EFAInterfaces is how many EFA interfaces (efa, efa-only) the instance
+	// launched with: its node advertises as many vpc.amazonaws.com/efa.
+	EFAInterfaces      int32
 	IAMInstanceProfile string
 	MetadataOptions    MetadataOptions
 }

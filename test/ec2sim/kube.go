@@ -234,6 +234,7 @@ func (s *Server) kubeletNode(in Instance) (*corev1.Node, error) {
 	for k, v := range reg.Labels {
 		labels[k] = v
 	}
+	spec.EFADevices = in.EFAInterfaces // the EFA device plugin's count
 	capacity, allocatable := spec.Resources(catalog.NodeSettings{MaxPods: reg.MaxPods})
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{

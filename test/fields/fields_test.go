@@ -160,9 +160,9 @@ var evidence = map[string]string{
 	"EC2NodeClass.spec.connectionTracking.udpTimeout":                            "pkg/cloudprovider/aws/networksettings_test.go TestNetworkSettingsReachTheLaunchTemplate",
 	"EC2NodeClass.spec.cpuOptions.nestedVirtualization":                          "pkg/cloudprovider/aws/networksettings_test.go TestNestedVirtualization",
 	"EC2NodeClass.spec.enclaveOptions.enabled":                                   "pkg/cloudprovider/aws/launchtemplate_test.go TestEveryLaunchSettingReachesTheTemplate",
-	"EC2NodeClass.spec.networkInterfaces[].networkCardIndex":                     "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.networkInterfaces[].deviceIndex":                          "refused pkg/cloudprovider/aws/unsupported.go",
-	"EC2NodeClass.spec.networkInterfaces[].interfaceType":                        "refused pkg/cloudprovider/aws/unsupported.go",
+	"EC2NodeClass.spec.networkInterfaces[].networkCardIndex":                     "pkg/cloudprovider/aws/networkinterfaces_test.go TestNetworkInterfacesReachTheLaunchTemplate",
+	"EC2NodeClass.spec.networkInterfaces[].deviceIndex":                          "pkg/cloudprovider/aws/networkinterfaces_test.go TestNetworkInterfacesReachTheLaunchTemplate",
+	"EC2NodeClass.spec.networkInterfaces[].interfaceType":                        "pkg/cloudprovider/aws/networkinterfaces_test.go TestNetworkInterfacesReachTheLaunchTemplate",
 	"EC2NodeClass.spec.placementGroupSelector.name":                              "pkg/cloudprovider/aws/placementgroups_test.go TestResolvePlacementGroupSelector",
 	"EC2NodeClass.spec.placementGroupSelector.id":                                "pkg/cloudprovider/aws/placementgroups_test.go TestResolvePlacementGroupSelector",
 }

@@ -194,6 +194,13 @@ type NetworkInterface struct {
 	InterfaceType string `json:"interfaceType"`
 }
 
+// Interface types of a NetworkInterface: an ENA interface (with IP
+// traffic), or an Elastic Fabric Adapter without one.
+const (
+	InterfaceTypeInterface = "interface"
+	InterfaceTypeEFAOnly   = "efa-only"
+)
+
 // PlacementGroupSelector selects one placement group, by name or by id.
 type PlacementGroupSelector struct {
 	// Name of the placement group.

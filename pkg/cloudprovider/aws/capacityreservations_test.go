@@ -32,7 +32,7 @@ func (e *env) reservation(t *testing.T, r ec2sim.CapacityReservation) string {
 // matched nothing while the class stays Ready. Fails when the owner filter
 // is dropped (tried: the reservation of another owner was selected), when
 // the expiry window is ignored (tried: the block stayed active) and when the
-// field is still refused (tried: notYetSupported naming it again).
+// field is still refused.
 func TestResolveCapacityReservations(t *testing.T) {
 	e := newEnv(t)
 	end := e.sim.Now().Add(30 * time.Minute).Truncate(time.Second)

@@ -407,6 +407,10 @@ func specFromEC2(info ec2types.InstanceTypeInfo) (catalog.SnapshotType, bool) {
 	for _, card := range info.NetworkInfo.NetworkCards {
 		t.NetworkMbps += int64(math.Round(aws.ToFloat64(card.PeakBandwidthInGbps) * 1000))
 	}
+	t.NetworkCards = int32(len(info.NetworkInfo.NetworkCards))
+	if e := info.NetworkInfo.EfaInfo; aws.ToBool(info.NetworkInfo.EfaSupported) && e != nil {
+		t.EFAInterfaces = aws.ToInt32(e.MaximumEfaInterfaces)
+	}
 	if s := info.InstanceStorageInfo; s != nil && s.NvmeSupport != ec2types.EphemeralNvmeSupportUnsupported {
 		t.LocalNVMeGB = aws.ToInt64(s.TotalSizeInGB)
 	}

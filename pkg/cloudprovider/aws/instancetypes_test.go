@@ -128,6 +128,12 @@ func TestLiveCatalogMatchesSnapshot(t *testing.T) {
 		if !equalResources(got, want) {
 			t.Errorf("%s resources differ: live %v / %v, snapshot %v / %v", want.Name, got.Capacity, got.Allocatable, want.Capacity, want.Allocatable)
 		}
+		// The network cards and EFA support (spec.networkInterfaces needs
+		// them): fails when specFromEC2 drops NetworkInfo.EfaInfo (tried
+		// removing the EFAInterfaces assignment) or the cards.
+		if g, w := got.Spec, want.Spec; g.Cards() != w.Cards() || g.EFAInterfaces != w.EFAInterfaces {
+			t.Errorf("%s network cards/EFA interfaces: live %d/%d, snapshot %d/%d", want.Name, g.Cards(), g.EFAInterfaces, w.Cards(), w.EFAInterfaces)
+		}
 		if offeringsText(got) != offeringsText(want) {
 			t.Errorf("%s offerings differ:\nlive     %v\nsnapshot %v", want.Name, got.Offerings, want.Offerings)
 		}

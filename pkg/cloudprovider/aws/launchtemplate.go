@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+	"github.com/samber/lo"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
@@ -126,8 +127,8 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 	if userData != "" {
 		data.UserData = aws.String(base64.StdEncoding.EncodeToString([]byte(userData)))
 	}
-	if iface := primaryInterface(nc, groups); iface != nil {
-		data.NetworkInterfaces = []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{*iface}
+	if ifaces := networkInterfaces(nc, groups); ifaces != nil {
+		data.NetworkInterfaces = ifaces
 	} else {
 		data.SecurityGroupIds = groups
 	}
@@ -154,26 +155,45 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 	return fmt.Sprintf("nodewright/%s/%s", l.opts.ClusterName, hex.EncodeToString(sum[:10])), data, tags, nil
 }
 
-// primaryInterface is the instance's primary network interface when the
-// node class sets what EC2 takes only on an interface: a public address,
-// IPv4 prefixes assigned at launch (ipPrefixCount, so the VPC CNI has
-// prefixes for pods before it asks for any) or connection tracking
-// timeouts. nil leaves the interface to EC2 and the groups on the template.
-// The fleet's subnet override applies to this interface.
-func primaryInterface(nc *awsv1.EC2NodeClass, groups []string) *ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
+// networkInterfaces are the instance's network interfaces when the node
+// class names them (spec.networkInterfaces: more cards, EFA) or sets what
+// EC2 takes only on an interface: a public address, IPv4 prefixes assigned
+// at launch (ipPrefixCount, so the VPC CNI has prefixes for pods before it
+// asks for any) or connection tracking timeouts. nil leaves the one
+// interface to EC2 and the groups on the template.
+//
+// Every interface gets the class's security groups (a template naming
+// interfaces cannot give groups for the instance). The public address and
+// the prefixes go on the primary interface (card 0, device 0), the one the
+// kubelet and the VPC CNI's pods use; connection tracking on every ENA
+// interface ("interface"), the ones that carry IP traffic, not on EFA-only
+// ones, which have no IP address. EC2 refuses a public address with
+// several interfaces, as it does with Karpenter: the launch fails and says
+// so. The fleet's subnet override applies to the interfaces.
+func networkInterfaces(nc *awsv1.EC2NodeClass, groups []string) []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
 	s := nc.Spec
-	if s.AssociatePublicIPAddress == nil && s.IPPrefixCount == nil && s.ConnectionTracking == nil {
+	if len(s.NetworkInterfaces) == 0 && s.AssociatePublicIPAddress == nil && s.IPPrefixCount == nil && s.ConnectionTracking == nil {
 		return nil
 	}
-	iface := &ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{
-		DeviceIndex: aws.Int32(0), AssociatePublicIpAddress: s.AssociatePublicIPAddress, Groups: groups, Ipv4PrefixCount: s.IPPrefixCount,
+	layout := s.NetworkInterfaces
+	if len(layout) == 0 {
+		layout = []awsv1.NetworkInterface{{InterfaceType: awsv1.InterfaceTypeInterface}}
 	}
-	if ct := s.ConnectionTracking; ct != nil {
-		iface.ConnectionTrackingSpecification = &ec2types.ConnectionTrackingSpecificationRequest{
-			TcpEstablishedTimeout: ct.TCPEstablishedTimeout, UdpStreamTimeout: ct.UDPStreamTimeout, UdpTimeout: ct.UDPTimeout,
+	return lo.Map(layout, func(n awsv1.NetworkInterface, _ int) ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
+		iface := ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{DeviceIndex: aws.Int32(n.DeviceIndex), Groups: groups}
+		if len(s.NetworkInterfaces) > 0 {
+			iface.NetworkCardIndex, iface.InterfaceType = aws.Int32(n.NetworkCardIndex), aws.String(n.InterfaceType)
 		}
-	}
-	return iface
+		if n.NetworkCardIndex == 0 && n.DeviceIndex == 0 {
+			iface.AssociatePublicIpAddress, iface.Ipv4PrefixCount = s.AssociatePublicIPAddress, s.IPPrefixCount
+		}
+		if ct := s.ConnectionTracking; ct != nil && n.InterfaceType == awsv1.InterfaceTypeInterface {
+			iface.ConnectionTrackingSpecification = &ec2types.ConnectionTrackingSpecificationRequest{
+				TcpEstablishedTimeout: ct.TCPEstablishedTimeout, UdpStreamTimeout: ct.UDPStreamTimeout, UdpTimeout: ct.UDPTimeout,
+			}
+		}
+		return iface
+	})
 }
 
 // ensure returns the name of the launch template for p, creating it in EC2

@@ -17,8 +17,8 @@ import (
 // interface in the launch template (with the security groups, which EC2
 // then takes from the interface), and the simulator, which refuses them as
 // EC2 does, launches it. Mutations tried: Ipv4PrefixCount left out of
-// primaryInterface, then ConnectionTrackingSpecification left out (the
-// template lacked each); primaryInterface only for associatePublicIPAddress
+// networkInterfaces, then ConnectionTrackingSpecification left out (the
+// template lacked each); networkInterfaces only for associatePublicIPAddress
 // (no interface at all).
 func TestNetworkSettingsReachTheLaunchTemplate(t *testing.T) {
 	e := newEnv(t)

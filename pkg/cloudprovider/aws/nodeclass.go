@@ -433,7 +433,7 @@ func (r *NodeClassResolver) validate(nc *awsv1.EC2NodeClass) []string {
 	default:
 		problems = append(problems, fmt.Sprintf("%s: AMI family %s is not supported: %s", familyField(nc), family, unsupportedFamily))
 	}
-	return append(problems, notYetSupported(nc)...)
+	return problems
 }
 
 // familyField names the field the family came from: spec.amiFamily when

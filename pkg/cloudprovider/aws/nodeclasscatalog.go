@@ -119,12 +119,23 @@ type typeNeeds struct {
 	// nestedVirtualization (spec.cpuOptions.nestedVirtualization enabled)
 	// runs only on types EC2 lists the feature for.
 	nestedVirtualization bool
+	// cards, devices and efas are what spec.networkInterfaces places: EC2
+	// launches it only on types with that many network cards (highest card
+	// index + 1), interfaces a card (highest device index + 1) and EFA
+	// interfaces (efa-only ones).
+	cards, devices, efas int32
 }
 
 func typeNeedsOf(nc *awsv1.EC2NodeClass) typeNeeds {
 	needs := typeNeeds{ipv4Prefixes: ptr.Deref(nc.Spec.IPPrefixCount, 0)}
 	if co := nc.Spec.CPUOptions; co != nil {
 		needs.nestedVirtualization = ptr.Deref(co.NestedVirtualization, "") == "enabled"
+	}
+	for _, n := range nc.Spec.NetworkInterfaces {
+		needs.cards, needs.devices = max(needs.cards, n.NetworkCardIndex+1), max(needs.devices, n.DeviceIndex+1)
+		if n.InterfaceType == awsv1.InterfaceTypeEFAOnly {
+			needs.efas++
+		}
 	}
 	return needs
 }
@@ -133,7 +144,8 @@ func typeNeedsOf(nc *awsv1.EC2NodeClass) typeNeeds {
 func (n typeNeeds) allow(t catalog.SnapshotType) bool {
 	nitro := t.Hypervisor == "nitro" || t.BareMetal
 	prefixes := n.ipv4Prefixes == 0 || (nitro && n.ipv4Prefixes <= t.IPv4PerENI-1)
-	return prefixes && (!n.nestedVirtualization || t.NestedVirtualization)
+	interfaces := n.cards <= t.Cards() && n.devices <= t.InterfacesPerCard() && n.efas <= t.EFAInterfaces
+	return prefixes && (!n.nestedVirtualization || t.NestedVirtualization) && interfaces
 }
 
 // restrictCatalog rebuilds base with only the given zones and the types one
@@ -183,6 +195,7 @@ func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, 
 		}
 		spec := it.Spec
 		spec.Regions = map[string]catalog.SnapshotRegion{base.Region: kept}
+		spec.EFADevices = needs.efas
 		snap.Types = append(snap.Types, spec)
 	}
 	if len(snap.Types) == 0 {

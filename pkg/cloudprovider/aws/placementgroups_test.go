@@ -30,8 +30,8 @@ func (e *env) placementGroup(t *testing.T, g ec2sim.PlacementGroup) string {
 // Karpenter. Fails when the lookup is skipped (tried: placementGroup
 // returning nil, nil: the named group was not found), when a missing group
 // leaves the class Ready (tried: PlacementGroupReady left out of the
-// readiness list) and when the field is still refused (tried: notYetSupported
-// naming spec.placementGroupSelector.name again: ValidationSucceeded False).
+// readiness list) and when the field is refused (tried: validation naming
+// spec.placementGroupSelector.name as not supported: ValidationSucceeded False).
 func TestResolvePlacementGroupSelector(t *testing.T) {
 	e := newEnv(t)
 	kafka := e.placementGroup(t, ec2sim.PlacementGroup{Name: "kafka", Strategy: ec2sim.StrategyPartition, PartitionCount: 3})
