@@ -62,6 +62,11 @@ type SnapshotType struct {
 	// the type's processor features. Only DescribeInstanceTypes says so: the
 	// snapshot's source does not, so it is false in the embedded snapshot.
 	NestedVirtualization bool `json:"nestedVirt,omitempty"`
+	// OS is the operating system the type's nodes run (kubernetes.io/os),
+	// linux when empty, as in the snapshot; a Windows node class's catalog
+	// sets windows and its WindowsBuild (node.kubernetes.io/windows-build).
+	OS           string `json:"os,omitempty"`
+	WindowsBuild string `json:"winBuild,omitempty"`
 	// Regions maps a region to where and at what price the type is offered.
 	Regions map[string]SnapshotRegion `json:"r"`
 }
