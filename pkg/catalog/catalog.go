@@ -68,8 +68,9 @@ var CatalogKeys = func() map[string]bool {
 		awsv1.LabelInstanceAcceleratorManufacturer: true, awsv1.LabelInstanceAcceleratorCount: true,
 		awsv1.LabelInstanceTenancy: true, awsv1.LabelInstanceCapabilityFlex: true,
 		awsv1.LabelInstanceEncryptionInTransitSupported: true,
-		// No type has a Windows build (nodewright launches Linux nodes), so a
-		// requirement on one matches nothing instead of labelling a Linux node.
+		// Only a Windows node class's catalog has types with a Windows build;
+		// elsewhere a requirement on one matches nothing instead of labelling
+		// a Linux node.
 		v1.LabelWindowsBuild: true,
 		// Where EC2 put an instance, known only after its launch (the
 		// provider labels nodes in a placement group from the instance):

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"regexp"
@@ -258,7 +259,8 @@ func (t SnapshotType) labels(region string) map[string]string {
 	l := map[string]string{
 		v1.LabelInstanceTypeStable:        t.Name,
 		v1.LabelArchStable:                t.Arch,
-		v1.LabelOSStable:                  "linux",
+		v1.LabelOSStable:                  cmp.Or(t.OS, "linux"),
+		v1.LabelWindowsBuild:              t.WindowsBuild,
 		v1.LabelTopologyRegion:            region,
 		awsv1.LabelInstanceFamily:         family,
 		awsv1.LabelInstanceSize:           size,

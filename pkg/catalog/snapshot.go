@@ -76,6 +76,11 @@ type SnapshotType struct {
 	// the node class's spec.networkInterfaces. Never in a snapshot; 0 in a
 	// region's catalog, which launches none.
 	EFADevices int32 `json:"-"`
+	// OS is the operating system the type's nodes run (kubernetes.io/os),
+	// linux when empty, as in the snapshot; a Windows node class's catalog
+	// sets windows and its WindowsBuild (node.kubernetes.io/windows-build).
+	OS           string `json:"os,omitempty"`
+	WindowsBuild string `json:"winBuild,omitempty"`
 	// Regions maps a region to where and at what price the type is offered.
 	Regions map[string]SnapshotRegion `json:"r"`
 }

@@ -422,6 +422,8 @@ func (s *Server) describeImages(p params) (any, *APIError) {
 		State        string         `xml:"imageState"`
 		ImageType    string         `xml:"imageType"`
 		RootDevice   string         `xml:"rootDeviceType"`
+		Platform     string         `xml:"platform,omitempty"`
+		Details      string         `xml:"platformDetails"`
 		Tags         *items[tagXML] `xml:"tagSet,omitempty"`
 	}
 	ids, owners, filters := toSet(p.list("ImageId")), p.list("Owner"), p.filters()
@@ -438,7 +440,12 @@ func (s *Server) describeImages(p params) (any, *APIError) {
 			!(img.Owner != "amazon" && matchValues(owners, "self")) {
 			continue
 		}
-		attrs := map[string]string{"image-id": img.ID, "name": img.Name, "architecture": img.Arch, "state": "available", "owner-id": ownerID}
+		details := "Linux/UNIX"
+		if img.Platform == "windows" {
+			details = "Windows"
+		}
+		attrs := map[string]string{"image-id": img.ID, "name": img.Name, "architecture": img.Arch, "state": "available", "owner-id": ownerID,
+			"platform": img.Platform, "platform-details": details}
 		if !matchFilters(filters, attrs, img.Tags) {
 			continue
 		}
@@ -446,7 +453,7 @@ func (s *Server) describeImages(p params) (any, *APIError) {
 		if img.Owner == "amazon" {
 			alias = "amazon"
 		}
-		out = append(out, imageXML{img.ID, img.Name, img.Arch, img.Created, ownerID, alias, "available", "machine", "ebs", tagSet(img.Tags)})
+		out = append(out, imageXML{img.ID, img.Name, img.Arch, img.Created, ownerID, alias, "available", "machine", "ebs", img.Platform, details, tagSet(img.Tags)})
 	}
 	pg, next, err := page(p, out, 1000)
 	if err != nil {

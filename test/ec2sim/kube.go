@@ -216,12 +216,18 @@ func (s *Server) kubeletNode(in Instance) (*corev1.Node, error) {
 		}
 	}
 	name := in.PrivateDNSName
+	// The kubelet reports the OS its image runs, and on Windows its build.
+	os := "linux"
+	image, _ := s.image(in.ImageID)
+	if image.Platform == "windows" {
+		os = "windows"
+	}
 	labels := map[string]string{
 		corev1.LabelHostname:                in.PrivateDNSName,
 		corev1.LabelArchStable:              spec.Arch,
-		corev1.LabelOSStable:                "linux",
+		corev1.LabelOSStable:                os,
 		"beta.kubernetes.io/arch":           spec.Arch,
-		"beta.kubernetes.io/os":             "linux",
+		"beta.kubernetes.io/os":             os,
 		corev1.LabelInstanceTypeStable:      in.InstanceType,
 		corev1.LabelInstanceType:            in.InstanceType,
 		corev1.LabelTopologyRegion:          s.scenario.Region,
@@ -229,6 +235,9 @@ func (s *Server) kubeletNode(in Instance) (*corev1.Node, error) {
 		corev1.LabelFailureDomainBetaRegion: s.scenario.Region,
 		corev1.LabelFailureDomainBetaZone:   in.Zone,
 		awsv1.LabelTopologyZoneID:           in.ZoneID,
+	}
+	if image.WindowsBuild != "" {
+		labels[corev1.LabelWindowsBuild] = image.WindowsBuild
 	}
 	// The kubelet lets --node-labels overwrite its defaults.
 	for k, v := range reg.Labels {
@@ -251,7 +260,7 @@ func (s *Server) kubeletNode(in Instance) (*corev1.Node, error) {
 				{Type: corev1.NodeInternalDNS, Address: in.PrivateDNSName},
 				{Type: corev1.NodeHostName, Address: in.PrivateDNSName},
 			},
-			NodeInfo: corev1.NodeSystemInfo{Architecture: spec.Arch, OperatingSystem: "linux"},
+			NodeInfo: corev1.NodeSystemInfo{Architecture: spec.Arch, OperatingSystem: os},
 		},
 	}, nil
 }

@@ -58,6 +58,13 @@ type Image struct {
 	Created string            `json:"created"`
 	Owner   string            `json:"owner"`
 	Tags    map[string]string `json:"tags"`
+	// Platform is "windows" for a Windows image (EC2 reports no platform
+	// for Linux ones); WindowsBuild is then the build of its Windows Server
+	// (10.0.20348 for 2022), which its kubelet reports as
+	// node.kubernetes.io/windows-build. EC2 does not describe the build:
+	// only the simulated node reads it.
+	Platform     string `json:"platform,omitempty"`
+	WindowsBuild string `json:"windowsBuild,omitempty"`
 }
 
 //go:embed scenarios/*.yaml

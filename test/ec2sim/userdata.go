@@ -52,6 +52,8 @@ func (r *KubeletRegistration) read(text string, depth int) error {
 		return r.readMIME(trimmed, depth)
 	case strings.HasPrefix(trimmed, "#!"):
 		return r.readScript(trimmed)
+	case strings.HasPrefix(trimmed, "<powershell>"):
+		return r.readPowerShell(trimmed)
 	}
 	if ok, err := r.readBottlerocket(trimmed); ok || err != nil {
 		return err
@@ -275,35 +277,51 @@ func (r *KubeletRegistration) readBootstrapSh(args string) error {
 // backslash-newline continuing the line, up to the line's end or a ;, & or
 // |. Enough for a bootstrap.sh call as user data writes it, not a shell.
 func shellWords(s string) ([]string, error) {
-	var words []string
-	var word strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
+	return splitWords(s, "\n;&|", func(s string, i int, word *strings.Builder) (int, bool, error) {
 		switch c := s[i]; c {
 		case '\'', '"':
 			end := strings.IndexByte(s[i+1:], c)
 			if end < 0 {
-				return nil, fmt.Errorf("unterminated %c quote", c)
+				return 0, false, fmt.Errorf("unterminated %c quote", c)
 			}
 			word.WriteString(s[i+1 : i+1+end])
-			i += end + 1
-			inWord = true
+			return i + end + 1, true, nil
 		case '\\':
 			if i+1 < len(s) && s[i+1] != '\n' {
 				word.WriteByte(s[i+1])
-				inWord = true
+				return i + 1, true, nil
 			}
-			i++
-		case ' ', '\t', '\r':
+			return i + 1, false, nil
+		}
+		return i, false, nil
+	})
+}
+
+// splitWords splits a command line into words at spaces and tabs, up to the
+// first byte of stop outside quotes. quote reads a quoted or escaped run
+// starting at s[i] into word and returns the index of its last byte, and
+// whether it made a word; at any other byte it returns i and false.
+func splitWords(s, stop string, quote func(s string, i int, word *strings.Builder) (int, bool, error)) ([]string, error) {
+	var words []string
+	var word strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		end, wrote, err := quote(s, i, &word)
+		switch {
+		case err != nil:
+			return nil, err
+		case end != i || wrote:
+			i, inWord = end, inWord || wrote
+		case s[i] == ' ' || s[i] == '\t' || s[i] == '\r':
 			if inWord {
 				words = append(words, word.String())
 				word.Reset()
 				inWord = false
 			}
-		case '\n', ';', '&', '|':
+		case strings.IndexByte(stop, s[i]) >= 0:
 			i = len(s)
 		default:
-			word.WriteByte(c)
+			word.WriteByte(s[i])
 			inWord = true
 		}
 	}
@@ -415,4 +433,89 @@ func (r *KubeletRegistration) readBottlerocket(text string) (bool, error) {
 		r.MaxPods = k.MaxPods
 	}
 	return true, nil
+}
+
+// startEKSBootstrapParams are Start-EKSBootstrap.ps1's parameters (all take a
+// value); PowerShell stops the script on any other.
+var startEKSBootstrapParams = []string{
+	"-EKSClusterName", "-KubeletExtraArgs", "-KubeProxyExtraArgs", "-APIServerEndpoint", "-Base64ClusterCA",
+	"-DNSClusterIP", "-ContainerRuntime", "-ServiceCIDR", "-ExcludedSnatCIDRs",
+}
+
+// readPowerShell reads an EKS Windows node's user data: EC2Launch runs the
+// <powershell> block, and its call of Start-EKSBootstrap.ps1 (a line
+// "& <script> -Param 'value' ...") is checked as PowerShell binds it: an
+// unknown parameter, or one without its value, stops the script, and so does
+// a call without -EKSClusterName. -KubeletExtraArgs is read for the
+// kubelet's flags.
+func (r *KubeletRegistration) readPowerShell(text string) error {
+	body, ok := strings.CutPrefix(text, "<powershell>")
+	if !ok {
+		return nil
+	}
+	body, _, closed := strings.Cut(body, "</powershell>")
+	if !closed {
+		return fmt.Errorf("user data: <powershell> is not closed")
+	}
+	for _, line := range strings.Split(body, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "&") || !strings.Contains(line, "EKSBootstrap") {
+			continue
+		}
+		words, err := powerShellWords(strings.TrimSpace(strings.TrimPrefix(line, "&")))
+		if err != nil {
+			return fmt.Errorf("user data: Start-EKSBootstrap.ps1 call: %w", err)
+		}
+		values := map[string]string{}
+		for i := 1; i < len(words); i += 2 {
+			param := words[i]
+			if !slices.ContainsFunc(startEKSBootstrapParams, func(p string) bool { return strings.EqualFold(p, param) }) {
+				return fmt.Errorf("user data: Start-EKSBootstrap.ps1: a parameter cannot be found that matches parameter name %q", param)
+			}
+			if i+1 >= len(words) {
+				return fmt.Errorf("user data: Start-EKSBootstrap.ps1: missing an argument for parameter %q", param)
+			}
+			values[strings.ToLower(param)] = words[i+1]
+		}
+		if values["-eksclustername"] == "" {
+			return fmt.Errorf("user data: Start-EKSBootstrap.ps1 needs -EKSClusterName")
+		}
+		if err := r.readFlags(values["-kubeletextraargs"]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// powerShellWords splits one PowerShell command line into its words: in
+// single quotes nothing is special but a doubled quote; in double quotes
+// a backtick escapes. Enough for a bootstrap call as user data writes it.
+func powerShellWords(s string) ([]string, error) {
+	return splitWords(s, "", func(s string, i int, word *strings.Builder) (int, bool, error) {
+		switch c := s[i]; c {
+		case '\'':
+			for i++; i < len(s); i++ {
+				if s[i] == '\'' {
+					if i+1 < len(s) && s[i+1] == '\'' {
+						i++
+					} else {
+						return i, true, nil
+					}
+				}
+				word.WriteByte(s[i])
+			}
+			return 0, false, fmt.Errorf("unterminated ' quote")
+		case '"':
+			for i++; i < len(s); i++ {
+				if s[i] == '`' && i+1 < len(s) {
+					i++
+				} else if s[i] == '"' {
+					return i, true, nil
+				}
+				word.WriteByte(s[i])
+			}
+			return 0, false, fmt.Errorf("unterminated \" quote")
+		}
+		return i, false, nil
+	})
 }

@@ -130,7 +130,7 @@ var evidence = map[string]string{
 	"EC2NodeClass.spec.amiSelectorTerms[].name":                                  "pkg/cloudprovider/aws/nodeclass_test.go TestAMITerms",
 	"EC2NodeClass.spec.amiSelectorTerms[].owner":                                 "pkg/cloudprovider/aws/nodeclass_test.go TestAMITerms",
 	"EC2NodeClass.spec.amiSelectorTerms[].ssmParameter":                          "pkg/cloudprovider/aws/nodeclass_test.go TestAMITermsByTagsAndSSMParameter",
-	"EC2NodeClass.spec.amiFamily":                                                "pkg/cloudprovider/aws/nodeclass_test.go TestUnsupportedFamilyIsNamed",
+	"EC2NodeClass.spec.amiFamily":                                                "pkg/cloudprovider/aws/windows_create_test.go TestCreateWindows",
 	"EC2NodeClass.spec.userData":                                                 "pkg/cloudprovider/aws/userdata_bottlerocket_test.go TestBottlerocketUserDataMergesTheUsers",
 	"EC2NodeClass.spec.role":                                                     "pkg/cloudprovider/aws/instanceprofile_test.go TestRoleCreatesInstanceProfile",
 	"EC2NodeClass.spec.instanceProfile":                                          "pkg/cloudprovider/aws/instanceprofile_test.go TestInstanceProfileProblems",

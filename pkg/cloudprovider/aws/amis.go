@@ -27,12 +27,15 @@ const (
 	amiFamilyAL2023       = "AL2023"
 	amiFamilyBottlerocket = "Bottlerocket"
 	amiFamilyCustom       = "Custom"
+	amiFamilyWindows2019  = "Windows2019"
+	amiFamilyWindows2022  = "Windows2022"
+	amiFamilyWindows2025  = "Windows2025"
 )
 
 // aliasFamilies maps an alias's family to spec.amiFamily's spelling.
 var aliasFamilies = map[string]string{
 	"al2": amiFamilyAL2, "al2023": amiFamilyAL2023, "bottlerocket": amiFamilyBottlerocket,
-	"windows2019": "Windows2019", "windows2022": "Windows2022", "windows2025": "Windows2025",
+	"windows2019": amiFamilyWindows2019, "windows2022": amiFamilyWindows2022, "windows2025": amiFamilyWindows2025,
 }
 
 // AMIFamily is the family that decides nc's user data format:
@@ -51,7 +54,7 @@ func AMIFamily(nc *awsv1.EC2NodeClass) string {
 
 // unsupportedFamily says which AMI families nodewright writes user data for,
 // in every message refusing another.
-const unsupportedFamily = "nodewright supports the AL2, AL2023 and Bottlerocket families (aliases al2@, al2023@ and bottlerocket@) and Custom, which passes spec.userData through unchanged; Windows is not supported yet"
+const unsupportedFamily = "nodewright supports the AL2, AL2023, Bottlerocket and Windows2019/2022/2025 families (aliases al2@, al2023@, bottlerocket@ and windows2019@latest, windows2022@latest, windows2025@latest) and Custom, which passes spec.userData through unchanged"
 
 func amiAlias(nc *awsv1.EC2NodeClass) string {
 	for _, term := range nc.Spec.AMISelectorTerms {
@@ -123,8 +126,23 @@ func aliasVariants(family string) []aliasVariant {
 		return familyVariants(family, "neuron")
 	case "bottlerocket":
 		return familyVariants(family, "standard")
+	case "windows2019", "windows2022", "windows2025":
+		return []aliasVariant{windowsVariant(family)}
 	}
 	return nil
+}
+
+// windowsVariant is the one EKS-optimized Windows Server Core image of a
+// Windows family: x86 only (no Windows for Graviton), for the family's
+// Windows build, as Karpenter's requirements put it. The os and build keys
+// match the Windows class's own catalog (see restrictCatalog).
+func windowsVariant(family string) aliasVariant {
+	build := windowsBuilds[aliasFamilies[family]]
+	return aliasVariant{family, "x86_64", "standard", []corev1.NodeSelectorRequirement{
+		archRequirement(v1.ArchitectureAmd64),
+		{Key: v1.LabelOSStable, Operator: corev1.NodeSelectorOpIn, Values: []string{string(corev1.Windows)}},
+		{Key: v1.LabelWindowsBuild, Operator: corev1.NodeSelectorOpIn, Values: []string{build}},
+	}}
 }
 
 // imageName is the EKS AMI's name for a pinned AL2023 or AL2 release, e.g.
@@ -150,10 +168,14 @@ func (v aliasVariant) imageName(k8sVersion, release string) string {
 }
 
 // parameter is the public SSM parameter holding the variant's AMI id: the
-// recommended (AL2023, AL2) or latest (Bottlerocket) one for "latest", else
+// recommended (AL2023, AL2) or latest (Bottlerocket, Windows) one for "latest", else
 // the pinned release's. Bottlerocket releases are tagged v1.x.y but published in
 // SSM without the v, so both spellings are accepted, as Karpenter does.
 func (v aliasVariant) parameter(k8sVersion, release string) string {
+	if year, ok := strings.CutPrefix(v.family, "windows"); ok {
+		// Only latest: the CRD allows no other Windows version.
+		return fmt.Sprintf("/aws/service/ami-windows-latest/Windows_Server-%s-English-Core-EKS_Optimized-%s/image_id", year, k8sVersion)
+	}
 	if v.family == "bottlerocket" {
 		image := "aws-k8s-" + k8sVersion
 		if v.variant == "nvidia" {
@@ -235,7 +257,8 @@ func kubernetesArch(a ec2types.ArchitectureValues) (string, bool) {
 	return "", false
 }
 
-// aliasAMIs resolves family@version for al2023, al2 and bottlerocket; their
+// aliasAMIs resolves family@version for al2023, al2, bottlerocket and
+// windows2019/2022/2025 (latest only); their
 // images are found through the public SSM parameters AWS publishes, as
 // Karpenter does, and a pinned AL2023 or AL2 release missing from SSM is
 // looked up by its image name. EKS publishes AL2 images for Kubernetes 1.32

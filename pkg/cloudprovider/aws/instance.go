@@ -675,6 +675,11 @@ func (p *CloudProvider) claimFromInstance(inst ec2types.Instance, nc *awsv1.EC2N
 		for k, v := range it.Labels {
 			claim.Labels[k] = v
 		}
+		if build := windowsBuildOf(nc); build != "" {
+			// The region catalog's types are Linux; this one runs the
+			// class's Windows (see restrictCatalog).
+			claim.Labels[v1.LabelOSStable], claim.Labels[v1.LabelWindowsBuild] = string(corev1.Windows), build
+		}
 		for _, o := range it.Offerings {
 			if o.Zone == zone && zoneID == "" {
 				zoneID = o.ZoneID

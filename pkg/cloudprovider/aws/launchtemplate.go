@@ -98,6 +98,8 @@ func (l *launchTemplates) template(p launchParams) (string, *ec2types.RequestLau
 		write = al2UserData
 	case amiFamilyBottlerocket:
 		write = bottlerocketUserData
+	case amiFamilyWindows2019, amiFamilyWindows2022, amiFamilyWindows2025:
+		write = windowsUserData
 	case amiFamilyCustom:
 		userData = aws.ToString(nc.Spec.UserData)
 	default:
@@ -336,7 +338,8 @@ func metadataOptions(m *awsv1.MetadataOptions) *ec2types.LaunchTemplateInstanceM
 // blockDeviceMappings converts the node class's disks, or gives the family's
 // default, as Karpenter's: for AL2023 a 20GiB encrypted gp3 root volume, for
 // Bottlerocket a 4GiB OS volume and a 20GiB data volume (/dev/xvdb, the one
-// images, logs and pods' ephemeral storage live on).
+// images, logs and pods' ephemeral storage live on), for Windows a 50GiB
+// root volume on /dev/sda1, the Windows images' root device.
 func blockDeviceMappings(nc *awsv1.EC2NodeClass) []ec2types.LaunchTemplateBlockDeviceMappingRequest {
 	if len(nc.Spec.BlockDeviceMappings) == 0 {
 		volume := func(device string, gib int64) ec2types.LaunchTemplateBlockDeviceMappingRequest {
@@ -350,6 +353,9 @@ func blockDeviceMappings(nc *awsv1.EC2NodeClass) []ec2types.LaunchTemplateBlockD
 		}
 		if AMIFamily(nc) == amiFamilyBottlerocket {
 			return []ec2types.LaunchTemplateBlockDeviceMappingRequest{volume("/dev/xvda", bottlerocketOSVolumeGiB), volume("/dev/xvdb", gibibytes(defaultRootVolume))}
+		}
+		if windowsBuild(nc) != "" {
+			return []ec2types.LaunchTemplateBlockDeviceMappingRequest{volume(windowsRootDevice, gibibytes(windowsRootVolume))}
 		}
 		return []ec2types.LaunchTemplateBlockDeviceMappingRequest{volume("/dev/xvda", gibibytes(defaultRootVolume))}
 	}

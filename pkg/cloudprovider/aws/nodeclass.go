@@ -428,6 +428,8 @@ func (r *NodeClassResolver) validate(nc *awsv1.EC2NodeClass) []string {
 			problems = append(problems, err.Error())
 		}
 		problems = append(problems, bottlerocketKubeletProblems(nc.Spec.Kubelet)...)
+	case amiFamilyWindows2019, amiFamilyWindows2022, amiFamilyWindows2025:
+		problems = append(problems, windowsProblems(nc, r.opts.ClusterCIDR)...)
 	case "":
 		problems = append(problems, "spec.amiFamily is required when amiSelectorTerms has no alias")
 	default:

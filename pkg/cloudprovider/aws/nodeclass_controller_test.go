@@ -129,13 +129,13 @@ func TestNodeClassReconcilerRequeues(t *testing.T) {
 	}
 }
 
-// TestReconcilerBottlerocketReadyWindowsNot: through the apiserver (the CRD's
-// rules included), a Bottlerocket class with the user's TOML becomes Ready
-// with Bottlerocket's images, and a windows2022 alias class becomes Ready=False
-// naming its alias and the supported families instead of staying unready
-// without a word. Mutation tried: aliasVariants without the bottlerocket
-// case (the Bottlerocket class never became Ready: no AMI matches).
-func TestReconcilerBottlerocketReadyWindowsNot(t *testing.T) {
+// TestReconcilerBottlerocketAndWindowsReady: through the apiserver (the
+// CRD's rules included), a Bottlerocket class with the user's TOML and a
+// windows2022 alias class with the user's PowerShell become Ready with
+// their images. Mutations tried: aliasVariants without the bottlerocket
+// case (the Bottlerocket class never became Ready: no AMI matches), and
+// without the Windows cases (the Windows class neither).
+func TestReconcilerBottlerocketAndWindowsReady(t *testing.T) {
 	cp := needControlPlane(t)
 	e := newEnv(t)
 	runReconciler(t, cp, &NodeClassReconciler{Resolver: e.resolver(t), LaunchTemplates: e.cloudProvider(t)})
@@ -143,9 +143,11 @@ func TestReconcilerBottlerocketReadyWindowsNot(t *testing.T) {
 		alias, userData string
 		ready           metav1.ConditionStatus
 		message         string
+		amis            int
+		firstAMI        string
 	}{
-		{"bottlerocket@latest", "[settings.kubernetes]\nkube-api-qps = 30\n", metav1.ConditionTrue, ""},
-		{"windows2022@latest", "", metav1.ConditionFalse, "spec.amiSelectorTerms[0].alias windows2022@latest: AMI family Windows2022 is not supported: nodewright supports the AL2, AL2023 and Bottlerocket families"},
+		{"bottlerocket@latest", "[settings.kubernetes]\nkube-api-qps = 30\n", metav1.ConditionTrue, "", 5, "ami-0b07000000000a150"},
+		{"windows2022@latest", "<powershell>\nWrite-Host 'hello'\n</powershell>\n", metav1.ConditionTrue, "", 1, "ami-0e20220000000a137"},
 	} {
 		nc := seedNodeClass(t)
 		nc.Name, nc.Generation = harness.Name("family"), 0
@@ -179,8 +181,8 @@ func TestReconcilerBottlerocketReadyWindowsNot(t *testing.T) {
 		if !strings.Contains(ready.Message, tc.message) {
 			t.Errorf("%s: Ready message %q, want it to contain %q", tc.alias, ready.Message, tc.message)
 		}
-		if tc.ready == metav1.ConditionTrue && (len(nc.Status.AMIs) != 5 || nc.Status.AMIs[0].ID != "ami-0b07000000000a150") {
-			t.Errorf("%s: AMIs %+v, want Bottlerocket's five (image, requirements) entries", tc.alias, nc.Status.AMIs)
+		if tc.ready == metav1.ConditionTrue && (len(nc.Status.AMIs) != tc.amis || nc.Status.AMIs[0].ID != tc.firstAMI) {
+			t.Errorf("%s: AMIs %+v, want %d (image, requirements) entries, the first %s", tc.alias, nc.Status.AMIs, tc.amis, tc.firstAMI)
 		}
 	}
 }

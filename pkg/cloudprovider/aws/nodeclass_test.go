@@ -226,12 +226,13 @@ func TestValidationCondition(t *testing.T) {
 	nc.Spec.Kubelet = awsv1.KubeletConfiguration{"evictionHard": apiextensionsv1.JSON{Raw: []byte(`{"disk.available":"5%"}`)}}
 	nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Name: "amazon-eks-node-al2023-*"}}
 	nc.Spec.AMIFamily = ptr.To("Windows2022")
+	nc.Spec.InstanceStorePolicy = ptr.To(awsv1.InstanceStorePolicyRAID0)
 	status, err := e.resolver(t).Resolve(context.Background(), nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := meta.FindStatusCondition(status.Conditions, awsv1.ConditionTypeValidationSucceeded)
-	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "spec.kubelet.evictionHard[disk.available]") || !strings.Contains(c.Message, "spec.amiFamily: AMI family Windows2022 is not supported") {
+	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "spec.kubelet.evictionHard[disk.available]") || !strings.Contains(c.Message, "spec.instanceStorePolicy RAID0 is not supported with the Windows2022 AMI family") {
 		t.Errorf("ValidationSucceeded = %+v", c)
 	}
 	if meta.IsStatusConditionTrue(status.Conditions, ConditionTypeReady) {
@@ -276,23 +277,21 @@ func TestBottlerocketAliasResolves(t *testing.T) {
 }
 
 // TestUnsupportedFamilyIsNamed: a family nodewright writes no user data for
-// makes the class not Ready, with a message naming the field it came from
-// and the families that are supported. (Before, the message named neither.)
+// (one the CRD would refuse, as from an older or newer schema) makes the
+// class not Ready, with a message naming the field it came from and the
+// families that are supported. (Before, the message named neither.)
 // Mutation tried: familyField returning "" (the messages lose the field).
 func TestUnsupportedFamilyIsNamed(t *testing.T) {
 	for _, tc := range []struct {
 		name, field string
 		edit        func(*awsv1.EC2NodeClass)
 	}{
-		{"alias windows2019", "spec.amiSelectorTerms[0].alias windows2019@latest: AMI family Windows2019", func(nc *awsv1.EC2NodeClass) {
-			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: "windows2019@latest"}}
+		{"alias ubuntu", "spec.amiSelectorTerms[0].alias ubuntu@latest: AMI family ubuntu", func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: "ubuntu@latest"}}
 		}},
-		{"alias windows2022", "spec.amiSelectorTerms[0].alias windows2022@latest: AMI family Windows2022", func(nc *awsv1.EC2NodeClass) {
-			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Alias: "windows2022@latest"}}
-		}},
-		{"amiFamily Windows2025", "spec.amiFamily: AMI family Windows2025", func(nc *awsv1.EC2NodeClass) {
+		{"amiFamily Ubuntu", "spec.amiFamily: AMI family Ubuntu", func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.AMISelectorTerms = []awsv1.AMISelectorTerm{{Name: "amazon-eks-node-al2023-*"}}
-			nc.Spec.AMIFamily = ptr.To("Windows2025")
+			nc.Spec.AMIFamily = ptr.To("Ubuntu")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -304,7 +303,7 @@ func TestUnsupportedFamilyIsNamed(t *testing.T) {
 				t.Fatal(err)
 			}
 			ready := meta.FindStatusCondition(status.Conditions, ConditionTypeReady)
-			if ready == nil || ready.Status != metav1.ConditionFalse || !strings.Contains(ready.Message, tc.field+" is not supported") || !strings.Contains(ready.Message, "AL2, AL2023 and Bottlerocket") {
+			if ready == nil || ready.Status != metav1.ConditionFalse || !strings.Contains(ready.Message, tc.field+" is not supported") || !strings.Contains(ready.Message, "AL2, AL2023, Bottlerocket and Windows2019/2022/2025") {
 				t.Errorf("Ready = %+v\nwant False naming %q and the supported families", ready, tc.field)
 			}
 		})

@@ -3,13 +3,16 @@ package aws
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
+	v1 "github.com/nodewright/nodewright/apis/v1"
 	"github.com/nodewright/nodewright/pkg/catalog"
 	"github.com/nodewright/nodewright/pkg/scheduling/requirements"
 )
@@ -124,10 +127,13 @@ type typeNeeds struct {
 	// index + 1), interfaces a card (highest device index + 1) and EFA
 	// interfaces (efa-only ones).
 	cards, devices, efas int32
+	// windowsBuild is the Windows build of a Windows family's nodes: their
+	// types are labelled os=windows and this build instead of linux.
+	windowsBuild string
 }
 
 func typeNeedsOf(nc *awsv1.EC2NodeClass) typeNeeds {
-	needs := typeNeeds{ipv4Prefixes: ptr.Deref(nc.Spec.IPPrefixCount, 0)}
+	needs := typeNeeds{ipv4Prefixes: ptr.Deref(nc.Spec.IPPrefixCount, 0), windowsBuild: windowsBuild(nc)}
 	if co := nc.Spec.CPUOptions; co != nil {
 		needs.nestedVirtualization = ptr.Deref(co.NestedVirtualization, "") == "enabled"
 	}
@@ -150,6 +156,9 @@ func (n typeNeeds) allow(t catalog.SnapshotType) bool {
 
 // restrictCatalog rebuilds base with only the given zones and the types one
 // of amis runs on and needs allow, with the reservations' reserved offerings.
+// A Windows class's types are labelled windows and its build (the region
+// catalog's are linux) before its AMIs' requirements are matched, so its
+// Windows images match and pods selecting Linux find none of its types.
 func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, needs typeNeeds, reservations []catalog.Reservation) (*catalog.Catalog, error) {
 	amiReqs := make([]requirements.Requirements, len(amis))
 	for i, a := range amis {
@@ -170,7 +179,13 @@ func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, 
 			names[o.ZoneID] = o.Zone
 		}
 		r, ok := it.Spec.Regions[base.Region]
-		if !ok || !runs(it.Labels) || !needs.allow(it.Spec) {
+		spec, labels := it.Spec, it.Labels
+		if needs.windowsBuild != "" {
+			spec.OS, spec.WindowsBuild = string(corev1.Windows), needs.windowsBuild
+			labels = maps.Clone(it.Labels)
+			labels[v1.LabelOSStable], labels[v1.LabelWindowsBuild] = spec.OS, spec.WindowsBuild
+		}
+		if !ok || !runs(labels) || !needs.allow(it.Spec) {
 			continue
 		}
 		kept := catalog.SnapshotRegion{OnDemand: r.OnDemand, Interruption: r.Interruption}
@@ -193,7 +208,6 @@ func restrictCatalog(base *catalog.Catalog, zoneIDs []string, amis []awsv1.AMI, 
 		if len(kept.ZoneIDs) == 0 {
 			continue
 		}
-		spec := it.Spec
 		spec.Regions = map[string]catalog.SnapshotRegion{base.Region: kept}
 		spec.EFADevices = needs.efas
 		snap.Types = append(snap.Types, spec)

@@ -15,6 +15,13 @@ import (
 // and the data volume is what pods see).
 var defaultRootVolume = resource.MustParse("20Gi")
 
+// windowsRootVolume on windowsRootDevice is the Windows families' default
+// root volume, as Karpenter's: Windows Server with its container images
+// needs more than the Linux images' 20Gi.
+var windowsRootVolume = resource.MustParse("50Gi")
+
+const windowsRootDevice = "/dev/sda1"
+
 // bottlerocketOSVolumeGiB is Bottlerocket's default OS volume (/dev/xvda).
 const bottlerocketOSVolumeGiB = 4
 
@@ -40,7 +47,8 @@ func NodeSettings(nc *awsv1.EC2NodeClass, vmMemoryOverheadPercent float64) (cata
 }
 
 // rootVolumeSize is the size of the block device mapping marked as the root
-// volume, else of the AMI family's root device, else the default.
+// volume, else of the AMI family's root device, else the default (the
+// family's: 50Gi for Windows, 20Gi for the others).
 func rootVolumeSize(nc *awsv1.EC2NodeClass) *resource.Quantity {
 	var root *awsv1.BlockDeviceMapping
 	for _, m := range nc.Spec.BlockDeviceMappings {
@@ -50,8 +58,11 @@ func rootVolumeSize(nc *awsv1.EC2NodeClass) *resource.Quantity {
 	}
 	if root == nil {
 		device := "/dev/xvda"
-		if AMIFamily(nc) == amiFamilyBottlerocket {
+		switch {
+		case AMIFamily(nc) == amiFamilyBottlerocket:
 			device = "/dev/xvdb"
+		case windowsBuild(nc) != "":
+			device = windowsRootDevice
 		}
 		for _, m := range nc.Spec.BlockDeviceMappings {
 			if m != nil && m.DeviceName != nil && *m.DeviceName == device {
@@ -64,6 +75,9 @@ func rootVolumeSize(nc *awsv1.EC2NodeClass) *resource.Quantity {
 		return &q
 	}
 	q := defaultRootVolume.DeepCopy()
+	if windowsBuild(nc) != "" {
+		q = windowsRootVolume.DeepCopy()
+	}
 	return &q
 }
 

@@ -89,13 +89,20 @@ func thresholdFlag(m map[string]string) (string, bool) {
 // al2KubeletProblems lists the spec.kubelet fields an AL2 node cannot be
 // given, each named with what to do instead.
 func al2KubeletProblems(k awsv1.KubeletConfiguration) []string {
+	return kubeletExtraArgsProblems(k, amiFamilyAL2, "bootstrap.sh passes the kubelet only the flags Karpenter's fields map to; set it from a script in spec.userData, or use AL2023")
+}
+
+// kubeletExtraArgsProblems lists the spec.kubelet fields a family whose
+// bootstrap script takes kubelet flags only (AL2's bootstrap.sh, Windows'
+// Start-EKSBootstrap.ps1) cannot pass: all but al2KubeletFlags' and
+// clusterDNS. why says why and what to do instead.
+func kubeletExtraArgsProblems(k awsv1.KubeletConfiguration, family, why string) []string {
 	var problems []string
 	for _, key := range sortedKeys(k) {
 		if key == "clusterDNS" || slices.ContainsFunc(al2KubeletFlags, func(f al2KubeletFlag) bool { return f.field == key }) {
 			continue
 		}
-		problems = append(problems, fmt.Sprintf("%s is not supported with the AL2 AMI family (bootstrap.sh passes the kubelet only the flags Karpenter's fields map to; set it from a script in spec.userData, or use AL2023)",
-			field.NewPath("spec", "kubelet", key)))
+		problems = append(problems, fmt.Sprintf("%s is not supported with the %s AMI family (%s)", field.NewPath("spec", "kubelet", key), family, why))
 	}
 	return problems
 }
@@ -117,29 +124,9 @@ func al2UserData(o Options, b bootstrap) (string, error) {
 	if problems := al2KubeletProblems(b.Kubelet); len(problems) > 0 {
 		return "", fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
-	var args []string
-	if len(b.Labels) > 0 {
-		args = append(args, fmt.Sprintf("--node-labels=%q", formatLabels(b.Labels)))
-	}
-	if len(b.Taints) > 0 {
-		args = append(args, fmt.Sprintf("--register-with-taints=%q", formatTaints(b.Taints)))
-	}
-	for _, f := range al2KubeletFlags {
-		if v, ok := f.value(kubelet); ok {
-			args = append(args, "--"+f.flag+"="+v)
-		}
-	}
-	dns := kubelet.ClusterDNS
-	if len(dns) == 0 {
-		ip, err := clusterDNS(o.ClusterCIDR)
-		if err != nil {
-			return "", err
-		}
-		dns = []string{ip}
-	}
-	if len(dns) > 1 {
-		// bootstrap.sh takes one address; the kubelet's flag takes all.
-		args = append(args, "--cluster-dns="+strings.Join(dns, ","))
+	args, dns, err := kubeletExtraArgs(o, b, kubelet)
+	if err != nil {
+		return "", err
 	}
 
 	var script strings.Builder
@@ -150,7 +137,7 @@ func al2UserData(o Options, b bootstrap) (string, error) {
 	if prefix, err := netip.ParsePrefix(o.ClusterCIDR); err == nil && prefix.Addr().Is6() {
 		fmt.Fprintf(&script, " \\\n--ip-family ipv6 --service-ipv6-cidr %s", shellQuote(o.ClusterCIDR))
 	}
-	fmt.Fprintf(&script, " \\\n--dns-cluster-ip %s", shellQuote(dns[0]))
+	fmt.Fprintf(&script, " \\\n--dns-cluster-ip %s", shellQuote(dns))
 	if kubelet.MaxPods != nil {
 		script.WriteString(" \\\n--use-max-pods false")
 	}
@@ -167,6 +154,34 @@ func al2UserData(o Options, b bootstrap) (string, error) {
 		return "", fmt.Errorf("reading spec.userData: %w", err)
 	}
 	return mimeUserData(append(parts, typedPart(contentTypeShell+`; charset="us-ascii"`, []byte(script.String()))))
+}
+
+// kubeletExtraArgs are the kubelet flags a bootstrap script that takes
+// flags only passes on: the claim's labels and taints, then the kubelet
+// settings Karpenter maps, and --cluster-dns when clusterDNS has several
+// addresses (the scripts take one, dns: spec.kubelet.clusterDNS's first,
+// else the tenth address of the service CIDR, rather than the address the
+// script would guess from the VPC).
+func kubeletExtraArgs(o Options, b bootstrap, kubelet awsv1.KubeletSettings) (args []string, dns string, err error) {
+	if len(b.Labels) > 0 {
+		args = append(args, fmt.Sprintf("--node-labels=%q", formatLabels(b.Labels)))
+	}
+	if len(b.Taints) > 0 {
+		args = append(args, fmt.Sprintf("--register-with-taints=%q", formatTaints(b.Taints)))
+	}
+	for _, f := range al2KubeletFlags {
+		if v, ok := f.value(kubelet); ok {
+			args = append(args, "--"+f.flag+"="+v)
+		}
+	}
+	if len(kubelet.ClusterDNS) == 0 {
+		dns, err = clusterDNS(o.ClusterCIDR)
+		return args, dns, err
+	}
+	if len(kubelet.ClusterDNS) > 1 {
+		args = append(args, "--cluster-dns="+strings.Join(kubelet.ClusterDNS, ","))
+	}
+	return args, kubelet.ClusterDNS[0], nil
 }
 
 // shellQuote quotes s as one shell word: in single quotes, a single quote

@@ -24,7 +24,42 @@ import (
 // ours (userData.txt differs), the DNS address left out for several
 // (clusterDNS-several.txt differs).
 func TestAL2UserDataGolden(t *testing.T) {
-	for _, tc := range []struct{ name, kubelet, userData string }{
+	for _, tc := range append(kubeletFlagCases(), []struct{ name, kubelet, userData string }{
+		{"instanceStorePolicy-RAID0", "", ""},
+		{"userData", "", "#!/bin/bash\necho 'before bootstrap'\n"},
+	}...) {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bottlerocketBootstrap(kubeletJSON(t, tc.kubelet), tc.userData)
+			b.InstanceStoreRAID0 = tc.name == "instanceStorePolicy-RAID0"
+			ud, err := al2UserData(testOptions, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGoldenNode(t, filepath.Join("testdata", "al2", tc.name+".txt"), ud)
+		})
+	}
+}
+
+// checkGoldenNode checks user data against its golden file, and that the
+// simulator's node reads it as a kubelet would: bottlerocketBootstrap's
+// labels and taints.
+func checkGoldenNode(t *testing.T, path, ud string) {
+	t.Helper()
+	checkGolden(t, path, ud)
+	reg, err := ec2sim.ParseKubeletRegistration(ud)
+	if err != nil {
+		t.Fatalf("the simulated node does not read its user data: %v", err)
+	}
+	if reg.Labels["team"] != "data" || len(reg.Taints) != 2 {
+		t.Errorf("the node registers with labels %v taints %v", reg.Labels, reg.Taints)
+	}
+}
+
+// kubeletFlagCases are golden cases for the families whose bootstrap script
+// takes the kubelet settings as flags (AL2, Windows): none, then one per
+// setting Karpenter maps.
+func kubeletFlagCases() []struct{ name, kubelet, userData string } {
+	return []struct{ name, kubelet, userData string }{
 		{"none", "", ""},
 		{"clusterDNS", `{"clusterDNS":["10.0.1.100"]}`, ""},
 		{"clusterDNS-several", `{"clusterDNS":["10.0.1.100","10.0.1.101"]}`, ""},
@@ -38,25 +73,6 @@ func TestAL2UserDataGolden(t *testing.T) {
 		{"imageGCHighThresholdPercent", `{"imageGCHighThresholdPercent":85}`, ""},
 		{"imageGCLowThresholdPercent", `{"imageGCLowThresholdPercent":80}`, ""},
 		{"cpuCFSQuota", `{"cpuCFSQuota":false}`, ""},
-		{"instanceStorePolicy-RAID0", "", ""},
-		{"userData", "", "#!/bin/bash\necho 'before bootstrap'\n"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b := bottlerocketBootstrap(kubeletJSON(t, tc.kubelet), tc.userData)
-			b.InstanceStoreRAID0 = tc.name == "instanceStorePolicy-RAID0"
-			ud, err := al2UserData(testOptions, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkGolden(t, filepath.Join("testdata", "al2", tc.name+".txt"), ud)
-			reg, err := ec2sim.ParseKubeletRegistration(ud)
-			if err != nil {
-				t.Fatalf("the simulated node does not read its user data: %v", err)
-			}
-			if reg.Labels["team"] != "data" || len(reg.Taints) != 2 {
-				t.Errorf("the node registers with labels %v taints %v", reg.Labels, reg.Taints)
-			}
-		})
 	}
 }
 
