@@ -68,6 +68,10 @@ func newDocsEnv(t *testing.T) *docsEnv {
 			t.Fatal(err)
 		}
 	}
+	// And the placement group the placement group example names.
+	if _, err := env.Sim.AddPlacementGroup(ec2sim.PlacementGroup{Name: "my-training-group", Strategy: ec2sim.StrategyCluster}); err != nil {
+		t.Fatal(err)
+	}
 	seed := env.SeedNodeClass(t, cp)
 	if !meta.IsStatusConditionTrue(seed.Status.Conditions, aws.ConditionTypeReady) {
 		t.Fatalf("the seed EC2NodeClass is not ready: %+v", seed.Status.Conditions)

@@ -536,7 +536,10 @@ func TestDrainHonoursPodDisruptionBudget(t *testing.T) {
 // A pod marked karpenter.sh/do-not-disrupt is not evicted; it holds the
 // node until the claim's terminationGracePeriod is about to end: it is
 // deleted at the deadline minus its own grace period (5 s here), so its
-// graceful shutdown is over when the instance goes at the deadline.
+// graceful shutdown is over when the instance goes at the deadline. (A run
+// on a loaded machine once saw the pod deleted a second late with 4 s, the
+// time left: correct, and accepted below; only a grace ending before the
+// deadline while more was left fails.)
 func TestDoNotDisruptHoldsUntilTerminationGracePeriod(t *testing.T) {
 	ctx := context.Background()
 	ns := cp.Namespace(t)
@@ -583,8 +586,17 @@ func TestDoNotDisruptHoldsUntilTerminationGracePeriod(t *testing.T) {
 		if gone && time.Now().Before(deleteAt.Add(-time.Second)) && early == nil {
 			early = fmt.Errorf("the do-not-disrupt pod went %s before its deletion time", time.Until(deleteAt).Round(time.Second))
 		}
-		if err == nil && got.DeletionGracePeriodSeconds != nil && *got.DeletionGracePeriodSeconds != int64(podGrace/time.Second) && early == nil {
-			early = fmt.Errorf("the pod was deleted with a grace period of %ds, want its own %s", *got.DeletionGracePeriodSeconds, podGrace)
+		// The pod gets its own grace, or, when the controller reaches it
+		// late (a loaded machine), all the time left to the deadline: its
+		// shutdown then still ends when the instance goes. Less than both
+		// is a pod cut short.
+		if err == nil && got.DeletionGracePeriodSeconds != nil && early == nil {
+			given := time.Duration(*got.DeletionGracePeriodSeconds) * time.Second
+			ends := got.DeletionTimestamp.Time
+			if given > podGrace || given < podGrace && ends.Before(deadline.Add(-2*time.Second)) {
+				early = fmt.Errorf("the pod was deleted with a grace period of %s ending %s before the deadline, want its own %s or all the time left",
+					given, deadline.Sub(ends).Round(time.Second), podGrace)
+			}
 		}
 		if !gone {
 			return false, fmt.Errorf("pod still there, %s of grace left", time.Until(deadline).Round(time.Second))
