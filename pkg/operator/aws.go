@@ -87,6 +87,9 @@ func (o *Operator) AWS(ctx context.Context) (*aws.CloudProvider, error) {
 	if err := (&aws.NodeClassReconciler{Client: o.GetClient(), Resolver: resolver, LaunchTemplates: cloud}).SetupWithManager(o.Manager); err != nil {
 		return nil, fmt.Errorf("setting up the EC2NodeClass controller: %w", err)
 	}
+	if err := (&aws.CapacityBlockReconciler{Client: o.GetClient()}).SetupWithManager(o.Manager); err != nil {
+		return nil, fmt.Errorf("setting up the capacity block controller: %w", err)
+	}
 	if err := o.Add(supervise("launch template sweeper", &aws.LaunchTemplateSweeper{Provider: cloud})); err != nil {
 		return nil, fmt.Errorf("adding the launch template sweeper: %w", err)
 	}

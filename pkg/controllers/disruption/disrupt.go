@@ -110,13 +110,18 @@ func hasten(ctx context.Context, kube client.Client, nc *v1.NodeClaim, reason st
 	return Hastened, nil
 }
 
+// CapacityBlockExpiring is the reason of a claim whose instance is in an
+// EC2 capacity block about to end (the AWS provider decides it).
+const CapacityBlockExpiring = "capacity_block_expiring"
+
 // CloudDriven reports whether the claim is being deleted because its
 // instance is going whatever nodewright does (a spot interruption, a
-// scheduled retirement, an instance stopping or terminated): its drain
-// races the instance and must not slow down.
+// scheduled retirement, a capacity block ending, an instance stopping or
+// terminated): its drain races the instance and must not slow down.
 func CloudDriven(nc *v1.NodeClaim) bool {
 	reason := nc.Annotations[DisruptionReasonAnnotation]
-	return reason == "spot_interrupted" || reason == "scheduled_change" || strings.HasPrefix(reason, "instance_")
+	return reason == "spot_interrupted" || reason == "scheduled_change" || reason == CapacityBlockExpiring ||
+		strings.HasPrefix(reason, "instance_")
 }
 
 // DrainBy reads a claim's DrainByAnnotation; ok is false when it has none
