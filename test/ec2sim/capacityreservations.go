@@ -40,7 +40,11 @@ type CapacityReservation struct {
 	// EndDate is when the reservation expires; zero means never. A capacity
 	// block must have one.
 	EndDate time.Time
-	Tags    map[string]string
+	// Interruptible marks an interruptible reservation: capacity its owner
+	// lent out and may take back (ReclaimCapacityReservation), giving its
+	// instances two minutes' notice.
+	Interruptible bool
+	Tags          map[string]string
 }
 
 var capacityReservationIDPattern = regexp.MustCompile(`^cr-[0-9a-f]{17}$`)
@@ -77,6 +81,36 @@ func (s *Server) AddCapacityReservation(r CapacityReservation) (string, error) {
 	}
 	s.reservations[r.ID] = &r
 	return r.ID, nil
+}
+
+// ReclaimCapacityReservation takes an interruptible reservation's capacity
+// back, as its owner does when they need it: it holds no instance from now
+// on, and each of its pending or running instances gets an EC2 Capacity
+// Reservation Instance Interruption Warning (EventInterrupted) now and shuts
+// down after CapacityReservationInterruptionNotice of simulated time.
+// Instances already interrupted keep their notice.
+func (s *Server) ReclaimCapacityReservation(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceLocked()
+	r, ok := s.reservations[id]
+	switch {
+	case !ok:
+		return fmt.Errorf("reclaiming capacity reservation %s: no such reservation", id)
+	case !r.Interruptible:
+		return fmt.Errorf("reclaiming capacity reservation %s: only an interruptible reservation is reclaimed", id)
+	}
+	r.Total = 0
+	now := s.clock.now()
+	for _, in := range s.sortedInstancesLocked() {
+		if in.CapacityReservationID != id || (in.State != StatePending && in.State != StateRunning) || !in.InterruptionTime.IsZero() {
+			continue
+		}
+		in.InterruptionTime, in.shutdownAt = now, now.Add(CapacityReservationInterruptionNotice)
+		s.emitLocked(EventInterrupted, in, now)
+	}
+	s.advanceLocked()
+	return nil
 }
 
 // reservationStateLocked is active until the end date, then expired.
@@ -136,6 +170,7 @@ type capacityReservationXML struct {
 	EndDateType           string         `xml:"endDateType"`
 	InstanceMatchCriteria string         `xml:"instanceMatchCriteria"`
 	ReservationType       string         `xml:"reservationType"`
+	Interruptible         bool           `xml:"interruptible"`
 	Tags                  *items[tagXML] `xml:"tagSet,omitempty"`
 }
 
@@ -166,7 +201,7 @@ func (s *Server) describeCapacityReservations(p params) (any, *APIError) {
 			ID: id, OwnerID: r.OwnerID, ARN: fmt.Sprintf("arn:aws:ec2:%s:%s:capacity-reservation/%s", s.scenario.Region, r.OwnerID, id),
 			Zone: r.Zone, ZoneID: s.scenario.ZoneID(r.Zone), InstanceType: r.InstanceType, Platform: "Linux/UNIX", Tenancy: "default",
 			Total: r.Total, Available: max(0, r.Total-s.reservationUsedLocked(id)), State: s.reservationStateLocked(r),
-			EndDateType: "unlimited", InstanceMatchCriteria: r.MatchCriteria, ReservationType: r.ReservationType, Tags: tagSet(r.Tags),
+			EndDateType: "unlimited", InstanceMatchCriteria: r.MatchCriteria, ReservationType: r.ReservationType, Interruptible: r.Interruptible, Tags: tagSet(r.Tags),
 		}
 		if !r.EndDate.IsZero() {
 			x.EndDate, x.EndDateType = ec2Time(r.EndDate), "limited"

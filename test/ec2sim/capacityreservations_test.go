@@ -2,6 +2,7 @@ package ec2sim
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -138,5 +139,71 @@ func TestFleetIntoACapacityBlockNeedsItsCapacityType(t *testing.T) {
 	cb := e.createFleet(t, fleetInput("block", ec2types.DefaultTargetCapacityTypeCapacityBlock, 1, override("c5.large", zones[0])))
 	if len(launched(cb)) != 1 || cb.Instances[0].Lifecycle != "capacity-block" {
 		t.Fatalf("capacity-block launch: %+v %+v", cb.Instances, cb.Errors)
+	}
+}
+
+// Fails when DescribeCapacityReservations drops the flag (tried removing
+// Interruptible from the XML), when the warning is the spot one (tried
+// publishing detailSpotInterruption for every EventInterrupted), when the
+// notice does not run out (tried not setting shutdownAt in
+// ReclaimCapacityReservation) and when the reclaimed reservation still takes
+// launches (tried not zeroing Total).
+func TestReclaimingAnInterruptibleReservationWarnsThenTerminates(t *testing.T) {
+	e := newEnv(t)
+	id, err := e.sim.AddCapacityReservation(CapacityReservation{InstanceType: "c5.large", Zone: zones[0], Total: 2, Interruptible: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := e.sim.AddCapacityReservation(CapacityReservation{InstanceType: "c5.large", Zone: zones[0], Total: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.ec2.DescribeCapacityReservations(context.Background(), &ec2.DescribeCapacityReservationsInput{CapacityReservationIds: []string{id, plain}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range out.CapacityReservations {
+		got[aws.ToString(r.CapacityReservationId)] = aws.ToBool(r.Interruptible)
+	}
+	if !got[id] || got[plain] {
+		t.Errorf("interruptible as described: %v, want %s only", got, id)
+	}
+	if err := e.sim.ReclaimCapacityReservation(plain); err == nil {
+		t.Error("reclaiming a reservation that is not interruptible succeeded")
+	}
+
+	e.reservedTemplate(t, "icr", id)
+	ids := launched(e.createFleet(t, fleetInput("icr", ec2types.DefaultTargetCapacityTypeOnDemand, 2, override("c5.large", zones[0]))))
+	if len(ids) != 2 {
+		t.Fatalf("launched %v", ids)
+	}
+	e.sim.Advance(time.Minute) // both running
+	f := newFeed(t, e)
+	if err := e.sim.ReclaimCapacityReservation(id); err != nil {
+		t.Fatal(err)
+	}
+	events := f.drain(t)
+	want := fmt.Sprintf("EC2 Capacity Reservation Instance Interruption Warning %s\nEC2 Capacity Reservation Instance Interruption Warning %s", ids[0], ids[1])
+	if s := summaries(t, events); s != want {
+		t.Fatalf("events:\n%s\nwant:\n%s", s, want)
+	}
+	in := e.instance(t, ids[0])
+	wantBody := fmt.Sprintf(`{"version":"0","id":"%s","detail-type":"EC2 Capacity Reservation Instance Interruption Warning","source":"aws.ec2","account":"%s","time":"%s","region":"ap-northeast-2","resources":["arn:aws:ec2:ap-northeast-2:%s:instance/%s"],"detail":{"instance-id":"%s","instance-action":"terminate","instance-termination-time":"%s","azId":"%s"}}`,
+		events[0].ID, e.sim.Scenario().AccountID, in.InterruptionTime.UTC().Format("2006-01-02T15:04:05Z"), e.sim.Scenario().AccountID, ids[0], ids[0],
+		in.InterruptionTime.Add(CapacityReservationInterruptionNotice).UTC().Format("2006-01-02T15:04:05Z"), in.ZoneID)
+	if events[0].body != wantBody {
+		t.Errorf("warning body\n%s\nwant\n%s", events[0].body, wantBody)
+	}
+
+	e.sim.Advance(CapacityReservationInterruptionNotice)
+	for _, i := range ids {
+		if st := e.instance(t, i).State; st != StateShuttingDown && st != StateTerminated {
+			t.Errorf("%s is %s after the notice", i, st)
+		}
+	}
+	// Its instances gone, the reclaimed reservation still takes none.
+	if again := e.createFleet(t, fleetInput("icr", ec2types.DefaultTargetCapacityTypeOnDemand, 1, override("c5.large", zones[0]))); len(launched(again)) != 0 {
+		t.Errorf("a reclaimed reservation took a launch")
 	}
 }

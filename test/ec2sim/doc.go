@@ -29,6 +29,9 @@
 //     clock plus Advance, so tests jump over delays instead of sleeping.
 //   - Spot interruptions (Interrupt): an EventInterrupted, then termination
 //     after SpotInterruptionNotice.
+//   - Interruptible capacity reservations (ReclaimCapacityReservation): an
+//     EventInterrupted for each of the reservation's instances, then
+//     termination after CapacityReservationInterruptionNotice.
 //
 // SQS standard queues (CreateQueue, GetQueueUrl, GetQueueAttributes,
 // SendMessage, ReceiveMessage, DeleteMessage, DeleteMessageBatch, PurgeQueue)
@@ -37,7 +40,8 @@
 // becomes visible, the request ends or the server closes. RouteEventsTo stands
 // in for the EventBridge rules of an interruption queue: from then on the
 // queue gets, as EventBridge's JSON, a spot interruption warning for each
-// Interrupt, a rebalance recommendation for each Rebalance, an AWS Health
+// Interrupt, a capacity reservation interruption warning for each instance
+// of a reclaimed reservation, a rebalance recommendation for each Rebalance, an AWS Health
 // scheduled change for each ScheduleEvent and a state-change notification for
 // every state an instance enters. QueueMessages and SendRaw let tests look at
 // and poison the queue; SetDeliveryFaults makes a queue take the liberties

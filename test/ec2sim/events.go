@@ -7,7 +7,8 @@ import (
 )
 
 // The simulator stands in for the EventBridge rules an interruption queue is
-// fed by: EC2 spot interruption warnings, rebalance recommendations, instance
+// fed by: EC2 spot interruption warnings, capacity reservation interruption
+// warnings, rebalance recommendations, instance
 // state changes and AWS Health scheduled changes, delivered to one SQS queue
 // as message bodies in EventBridge's JSON, which is the contract an
 // interruption controller parses.
@@ -17,10 +18,11 @@ const (
 	sourceEC2    = "aws.ec2"
 	sourceHealth = "aws.health"
 
-	detailSpotInterruption = "EC2 Spot Instance Interruption Warning"
-	detailRebalance        = "EC2 Instance Rebalance Recommendation"
-	detailStateChange      = "EC2 Instance State-change Notification"
-	detailHealth           = "AWS Health Event"
+	detailSpotInterruption        = "EC2 Spot Instance Interruption Warning"
+	detailReservationInterruption = "EC2 Capacity Reservation Instance Interruption Warning"
+	detailRebalance               = "EC2 Instance Rebalance Recommendation"
+	detailStateChange             = "EC2 Instance State-change Notification"
+	detailHealth                  = "AWS Health Event"
 )
 
 // ScheduledEventWindow is how long a scheduled event's window lasts here:
@@ -44,6 +46,15 @@ type eventBridgeEvent struct {
 type spotInterruptionDetail struct {
 	InstanceID     string `json:"instance-id"`
 	InstanceAction string `json:"instance-action"`
+}
+
+// reservationInterruptionDetail is the detail of the warning EC2 sends for
+// each instance of an interruptible reservation being reclaimed.
+type reservationInterruptionDetail struct {
+	InstanceID      string `json:"instance-id"`
+	InstanceAction  string `json:"instance-action"`
+	TerminationTime string `json:"instance-termination-time"`
+	ZoneID          string `json:"azId"`
 }
 
 type rebalanceDetail struct {
@@ -155,6 +166,12 @@ func (s *Server) publishStateLocked(kind EventKind, in *instance, at time.Time) 
 	resources := []string{s.instanceARN(in.ID)}
 	switch kind {
 	case EventInterrupted:
+		if in.CapacityType != capacitySpot {
+			// Only a reclaimed interruptible reservation interrupts others.
+			detail := reservationInterruptionDetail{in.ID, "terminate", in.shutdownAt.UTC().Format("2006-01-02T15:04:05Z"), in.ZoneID}
+			s.publishLocked(sourceEC2, detailReservationInterruption, resources, detail, at)
+			return
+		}
 		s.publishLocked(sourceEC2, detailSpotInterruption, resources, spotInterruptionDetail{in.ID, "terminate"}, at)
 	case EventLaunched, EventRunning, EventTerminating, EventTerminated:
 		s.publishLocked(sourceEC2, detailStateChange, resources, stateChangeDetail{in.ID, string(in.State)}, at)

@@ -21,6 +21,9 @@ const (
 	// SpotInterruptionNotice is the warning EC2 gives before it reclaims a spot
 	// instance.
 	SpotInterruptionNotice = 2 * time.Minute
+	// CapacityReservationInterruptionNotice is the warning EC2 gives before
+	// it terminates an instance of a reclaimed interruptible reservation.
+	CapacityReservationInterruptionNotice = 2 * time.Minute
 )
 
 // lifecycleSettings are the durations of an instance's transitions.
@@ -115,8 +118,12 @@ func (s *Server) transitionLocked(in *instance, at time.Time) {
 		in.State = StateRunning
 		s.emitLocked(EventRunning, in, at)
 	case StateRunning:
-		// A spot interruption's notice ran out.
-		in.State, in.StateReason = StateShuttingDown, reasonSpotTermination
+		// An interruption's notice ran out. EC2 documents no stateReason
+		// for a reclaimed reservation's instance, so it gets none here.
+		in.State = StateShuttingDown
+		if in.CapacityType == capacitySpot {
+			in.StateReason = reasonSpotTermination
+		}
 		in.terminateAt = at.Add(s.settings.shutdownDelay)
 		s.emitLocked(EventTerminating, in, at)
 	case StateShuttingDown:
@@ -135,7 +142,8 @@ func (in *instance) nextTransition() (time.Time, bool) {
 	case StatePending:
 		return in.runAt, true
 	case StateRunning:
-		// Only running instances are interrupted (see Interrupt).
+		// Only running instances are interrupted (see Interrupt); a pending
+		// one of a reclaimed reservation runs first, then shuts down.
 		return in.shutdownAt, !in.shutdownAt.IsZero()
 	case StateShuttingDown:
 		return in.terminateAt, true
@@ -194,7 +202,9 @@ const (
 	// EventRunning: the instance finished booting; a kubelet would register now.
 	EventRunning EventKind = "running"
 	// EventInterrupted: EC2 announced it will reclaim the spot instance after
-	// SpotInterruptionNotice; this is where an interruption queue is fed.
+	// SpotInterruptionNotice, or the instance of a reclaimed interruptible
+	// reservation after CapacityReservationInterruptionNotice; this is where
+	// an interruption queue is fed.
 	EventInterrupted EventKind = "interrupted"
 	// EventTerminating: the instance is shutting down.
 	EventTerminating EventKind = "terminating"
