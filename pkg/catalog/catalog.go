@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
@@ -41,12 +42,15 @@ var offeringKeys = map[string]bool{
 	v1.CapacityTypeLabelKey:   true,
 	// Only reserved offerings carry the reservation keys; they are matched
 	// per offering, never per type (a type's spot offering has no id).
-	awsv1.LabelCapacityReservationID:   true,
-	awsv1.LabelCapacityReservationType: true,
+	awsv1.LabelCapacityReservationID:            true,
+	awsv1.LabelCapacityReservationType:          true,
+	awsv1.LabelCapacityReservationInterruptible: true,
 }
 
 // reservationKeys are the offering keys only reserved offerings have.
-var reservationKeys = map[string]bool{awsv1.LabelCapacityReservationID: true, awsv1.LabelCapacityReservationType: true}
+var reservationKeys = map[string]bool{
+	awsv1.LabelCapacityReservationID: true, awsv1.LabelCapacityReservationType: true, awsv1.LabelCapacityReservationInterruptible: true,
+}
 
 // ReservedPriceFactor scales a type's on-demand price into its reserved
 // offerings' price: near zero, as the reservation is paid for whether used
@@ -145,7 +149,7 @@ func New(snap *Snapshot, region string, zones ZoneNames, unavailable *Unavailabl
 					return o.ZoneID == id && o.CapacityType == v1.CapacityTypeReserved
 				}) {
 					it.Offerings = append(it.Offerings, Offering{Zone: zone, ZoneID: id, CapacityType: v1.CapacityTypeReserved,
-						Price: r.OnDemand * ReservedPriceFactor, ReservationID: res.ID, ReservationType: res.Type})
+						Price: r.OnDemand * ReservedPriceFactor, ReservationID: res.ID, ReservationType: res.Type, ReservationInterruptible: res.Interruptible})
 				}
 			}
 		}
@@ -393,6 +397,11 @@ func offeringValue(o Offering, key string) string {
 		return o.ReservationID
 	case awsv1.LabelCapacityReservationType:
 		return o.ReservationType
+	case awsv1.LabelCapacityReservationInterruptible:
+		if o.ReservationID == "" {
+			return ""
+		}
+		return strconv.FormatBool(o.ReservationInterruptible)
 	case v1.LabelTopologyZone:
 		return o.Zone
 	case awsv1.LabelTopologyZoneID:

@@ -48,6 +48,10 @@ type Offering struct {
 	// ReservationID and ReservationType name a reserved offering's capacity
 	// reservation (karpenter.k8s.aws/capacity-reservation-id and -type).
 	ReservationID, ReservationType string
+	// ReservationInterruptible is a reserved offering's
+	// karpenter.k8s.aws/capacity-reservation-interruptible: its reservation
+	// may be reclaimed by its owner.
+	ReservationInterruptible bool
 	// Price is the hourly price in USD.
 	Price float64
 	// Interruption is the spot interruption-frequency bucket ("<5%" ... ">20%"),

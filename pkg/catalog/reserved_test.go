@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,13 +16,15 @@ import (
 // Reservations (tried dropping the loop), when the reservation keys are
 // matched per type (tried removing the reservationKeys skip in Filter: a
 // DoesNotExist requirement then drops c5.large's spot offerings too) and
-// when allowsReservation always answers true.
+// when allowsReservation always answers true. The interruptible key too:
+// fails when offeringValue answers "" for it (tried: In true found nothing).
 func TestReservedOfferings(t *testing.T) {
 	snap := *snapshot(t)
 	snap.Reservations = []Reservation{
 		{ID: "cr-0a", InstanceType: "c5.large", ZoneID: "apne2-az1", Type: "default"},
 		{ID: "cr-0b", InstanceType: "c5.large", ZoneID: "apne2-az1", Type: "default"}, // same pool: left out
 		{ID: "cr-0c", InstanceType: "m5.large", ZoneID: "apne2-az2", Type: "capacity-block"},
+		{ID: "cr-0d", InstanceType: "m5.large", ZoneID: "apne2-az1", Type: "default", Interruptible: true},
 	}
 	c, err := New(&snap, "ap-northeast-2", nil, nil)
 	if err != nil {
@@ -56,6 +59,18 @@ func TestReservedOfferings(t *testing.T) {
 	byType := offerings(req(awsv1.LabelCapacityReservationType, corev1.NodeSelectorOpIn, "capacity-block"))
 	if len(byType) != 1 || len(byType["m5.large"]) != 1 || byType["m5.large"][0].ReservationID != "cr-0c" {
 		t.Errorf("capacity-block offerings %+v", byType)
+	}
+	interruptible := offerings(req(awsv1.LabelCapacityReservationInterruptible, corev1.NodeSelectorOpIn, "true"))
+	if len(interruptible) != 1 || len(interruptible["m5.large"]) != 1 || interruptible["m5.large"][0].ReservationID != "cr-0d" {
+		t.Errorf("interruptible offerings %+v", interruptible)
+	}
+	for name, offs := range offerings(req(awsv1.LabelCapacityReservationInterruptible, corev1.NodeSelectorOpNotIn, "true")) {
+		if slices.ContainsFunc(offs, func(o Offering) bool { return o.ReservationID == "cr-0d" }) {
+			t.Errorf("%s: the interruptible reservation with NotIn true", name)
+		}
+		if !slices.ContainsFunc(offs, func(o Offering) bool { return o.CapacityType == v1.CapacityTypeOnDemand }) {
+			t.Errorf("%s: NotIn true dropped the on-demand offerings: %+v", name, offs)
+		}
 	}
 	none := offerings(req(awsv1.LabelCapacityReservationID, corev1.NodeSelectorOpDoesNotExist))
 	for name, offs := range none {

@@ -30,6 +30,9 @@ type Reservation struct {
 	ZoneID       string `json:"zoneID"`
 	// Type is default or capacity-block.
 	Type string `json:"type"`
+	// Interruptible marks an interruptible reservation, whose owner may
+	// reclaim it with two minutes' notice.
+	Interruptible bool `json:"interruptible,omitempty"`
 }
 
 // SnapshotType is one instance type as recorded in the snapshot. JSON names are

@@ -33,7 +33,11 @@ const (
 	LabelTopologyZoneID          = "topology.k8s.aws/zone-id"
 	LabelCapacityReservationID   = Group + "/capacity-reservation-id"
 	LabelCapacityReservationType = Group + "/capacity-reservation-type"
-	LabelEC2NodeClass            = Group + "/ec2nodeclass"
+	// LabelCapacityReservationInterruptible is "true" on a node in an
+	// interruptible reservation (its owner may reclaim it with two minutes'
+	// notice), "false" on other reserved nodes, absent on the rest.
+	LabelCapacityReservationInterruptible = Group + "/capacity-reservation-interruptible"
+	LabelEC2NodeClass                     = Group + "/ec2nodeclass"
 	// LabelPlacementGroupID and LabelPlacementGroupPartition say where EC2
 	// put a node launched into its class's placement group: the group's id,
 	// and its partition in a partition group. Set from the instance.

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+	"github.com/samber/lo"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	awsv1 "github.com/nodewright/nodewright/apis/aws/v1"
@@ -109,7 +110,16 @@ func reservationStatus(cr ec2types.CapacityReservation, now time.Time) awsv1.Cap
 
 // reservedBy reports whether nc's status lists the reservation.
 func reservedBy(nc *awsv1.EC2NodeClass, id string) bool {
-	return nc != nil && slices.ContainsFunc(nc.Status.CapacityReservations, func(cr awsv1.CapacityReservation) bool { return cr.ID == id })
+	_, ok := statusReservation(nc, id)
+	return ok
+}
+
+// statusReservation is the reservation id as nc's status lists it.
+func statusReservation(nc *awsv1.EC2NodeClass, id string) (awsv1.CapacityReservation, bool) {
+	if nc == nil {
+		return awsv1.CapacityReservation{}, false
+	}
+	return lo.Find(nc.Status.CapacityReservations, func(cr awsv1.CapacityReservation) bool { return cr.ID == id })
 }
 
 func isReservationNotFound(err error) bool {
@@ -133,7 +143,8 @@ func catalogReservations(nc *awsv1.EC2NodeClass) []catalog.Reservation {
 		if cmp.Or(cr.State, reservationStateActive) != reservationStateActive || !ok {
 			continue
 		}
-		out = append(out, catalog.Reservation{ID: cr.ID, InstanceType: cr.InstanceType, ZoneID: id, Type: cmp.Or(cr.ReservationType, reservationTypeDefault)})
+		out = append(out, catalog.Reservation{ID: cr.ID, InstanceType: cr.InstanceType, ZoneID: id, Type: cmp.Or(cr.ReservationType, reservationTypeDefault),
+			Interruptible: cr.Interruptible})
 	}
 	slices.SortFunc(out, func(a, b catalog.Reservation) int { return cmp.Compare(a.ID, b.ID) })
 	return out

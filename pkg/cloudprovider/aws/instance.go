@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -704,6 +705,10 @@ func (p *CloudProvider) claimFromInstance(inst ec2types.Instance, nc *awsv1.EC2N
 		if inst.InstanceLifecycle == ec2types.InstanceLifecycleTypeCapacityBlock {
 			claim.Labels[awsv1.LabelCapacityReservationType] = reservationTypeCapacityBlock
 		}
+		// From the class's status: the instance does not say whether its
+		// reservation is interruptible.
+		cr, _ := statusReservation(nc, reservation)
+		claim.Labels[awsv1.LabelCapacityReservationInterruptible] = strconv.FormatBool(cr.Interruptible)
 	}
 	maps.Copy(claim.Labels, placementLabels(inst))
 	if pool := tags[awsv1.TagNodePool]; pool != "" {
