@@ -147,6 +147,10 @@ const (
 	// SpotInterruption: the cloud reclaims the spot instance at TerminatesAt
 	// (two minutes after the notice on EC2).
 	SpotInterruption InterruptionKind = "spot_interruption"
+	// CapacityReservationInterruption: the owner of the interruptible
+	// capacity reservation the instance runs in reclaims it; the instance is
+	// terminated at TerminatesAt (two minutes after the notice on EC2).
+	CapacityReservationInterruption InterruptionKind = "capacity_reservation_interruption"
 	// RebalanceRecommendation: the spot instance's capacity pool is at
 	// elevated risk of interruption; no deadline is given.
 	RebalanceRecommendation InterruptionKind = "rebalance_recommendation"

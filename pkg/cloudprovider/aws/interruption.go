@@ -21,7 +21,8 @@ import (
 
 // InterruptionQueue reads the SQS queue that EventBridge rules feed with
 // EC2's notices about the cluster's instances: spot interruption warnings,
-// rebalance recommendations, instance state changes and AWS Health
+// interruptible capacity reservation interruption warnings, rebalance
+// recommendations, instance state changes and AWS Health
 // scheduled changes. The queue is the user's (the install guide names the
 // rules); nodewright only receives and deletes. Notices from another
 // account or region than nodewright's own come back as ForeignInterruption.
@@ -153,14 +154,16 @@ type Origin struct{ Account, Region string }
 // The detail-types of the notices nodewright acts on, as EventBridge names
 // them.
 const (
-	detailSpotInterruption = "EC2 Spot Instance Interruption Warning"
-	detailRebalance        = "EC2 Instance Rebalance Recommendation"
-	detailStateChange      = "EC2 Instance State-change Notification"
-	detailHealth           = "AWS Health Event"
+	detailSpotInterruption        = "EC2 Spot Instance Interruption Warning"
+	detailReservationInterruption = "EC2 Capacity Reservation Instance Interruption Warning"
+	detailRebalance               = "EC2 Instance Rebalance Recommendation"
+	detailStateChange             = "EC2 Instance State-change Notification"
+	detailHealth                  = "AWS Health Event"
 )
 
-// spotNotice is how long EC2 gives between a spot interruption warning and
-// reclaiming the instance.
+// spotNotice is how long EC2 gives between a spot interruption warning, or
+// an interruptible reservation's interruption warning, and reclaiming the
+// instance.
 const spotNotice = 2 * time.Minute
 
 // maxDetail bounds the text of a message nodewright cannot use that goes
@@ -190,11 +193,15 @@ func ParseInterruption(body string, own Origin) cloudprovider.Interruption {
 	}
 	in := cloudprovider.Interruption{SentAt: ev.Time}
 	switch {
-	case ev.Source == "aws.ec2" && (ev.DetailType == detailSpotInterruption || ev.DetailType == detailRebalance || ev.DetailType == detailStateChange):
+	case ev.Source == "aws.ec2" && (ev.DetailType == detailSpotInterruption || ev.DetailType == detailReservationInterruption ||
+		ev.DetailType == detailRebalance || ev.DetailType == detailStateChange):
 		var d struct {
 			InstanceID string `json:"instance-id"`
 			State      string `json:"state"`
 			Action     string `json:"instance-action"`
+			// TerminationTime is when a reservation's instance goes, as
+			// its warning says.
+			TerminationTime string `json:"instance-termination-time"`
 		}
 		if err := json.Unmarshal(ev.Detail, &d); err != nil || d.InstanceID == "" {
 			return unknown(ev.DetailType + " without detail.instance-id")
@@ -207,6 +214,13 @@ func ParseInterruption(body string, own Origin) cloudprovider.Interruption {
 		case detailSpotInterruption:
 			in.Kind, in.Detail = cloudprovider.SpotInterruption, cut("instance-action "+d.Action)
 			if !ev.Time.IsZero() {
+				in.TerminatesAt = ev.Time.Add(spotNotice)
+			}
+		case detailReservationInterruption:
+			in.Kind, in.Detail = cloudprovider.CapacityReservationInterruption, cut("instance-action "+d.Action)
+			if t, err := time.Parse(time.RFC3339, d.TerminationTime); err == nil {
+				in.TerminatesAt = t.UTC()
+			} else if !ev.Time.IsZero() {
 				in.TerminatesAt = ev.Time.Add(spotNotice)
 			}
 		case detailRebalance:

@@ -17,6 +17,12 @@ const (
 	spotWarning = `{"version":"0","id":"1e5527d7-bb36-4607-3370-4164db56a40e","detail-type":"EC2 Spot Instance Interruption Warning",
 "source":"aws.ec2","account":"123456789012","time":"2026-11-23T10:00:00Z","region":"ap-northeast-2",
 "resources":["arn:aws:ec2:ap-northeast-2a:instance/i-0b662ef9931388ba0"],"detail":{"instance-id":"i-0b662ef9931388ba0","instance-action":"terminate"}}`
+	// The termination time is not the notice's time plus two minutes, to
+	// tell it is read from the detail.
+	reservationWarning = `{"version":"0","id":"2f6638e8-cc47-5718-4481-5275ec67b51f","detail-type":"EC2 Capacity Reservation Instance Interruption Warning",
+"source":"aws.ec2","account":"123456789012","time":"2026-11-23T10:00:00Z","region":"ap-northeast-2",
+"resources":["arn:aws:ec2:ap-northeast-2:123456789012:instance/i-0eee0000000000000"],
+"detail":{"instance-id":"i-0eee0000000000000","instance-action":"terminate","instance-termination-time":"2026-11-23T10:02:05Z","azId":"apne2-az1"}}`
 	rebalance = `{"version":"0","id":"5e1f3b0c","detail-type":"EC2 Instance Rebalance Recommendation","source":"aws.ec2",
 "account":"123456789012","time":"2026-11-23T10:00:00Z","region":"ap-northeast-2","resources":["arn:aws:ec2:ap-northeast-2:123456789012:instance/i-0aaa0000000000000"],
 "detail":{"instance-id":"i-0aaa0000000000000"}}`
@@ -45,6 +51,13 @@ func TestParseInterruption(t *testing.T) {
 		detail     string
 	}{
 		{"spot warning", spotWarning, cloudprovider.SpotInterruption, []string{"i-0b662ef9931388ba0"}, "", sent.Add(2 * time.Minute), "instance-action terminate"},
+		// Fails when the detail's termination time is ignored (tried: the
+		// notice's time plus two minutes) and when the event is not
+		// recognised (tried: dropping its detail-type from the EC2 case).
+		{"reservation warning", reservationWarning, cloudprovider.CapacityReservationInterruption, []string{"i-0eee0000000000000"}, "",
+			sent.Add(2*time.Minute + 5*time.Second), "instance-action terminate"},
+		{"reservation warning without its time", strings.Replace(reservationWarning, `"instance-termination-time":"2026-11-23T10:02:05Z",`, "", 1),
+			cloudprovider.CapacityReservationInterruption, []string{"i-0eee0000000000000"}, "", sent.Add(2 * time.Minute), "instance-action terminate"},
 		{"rebalance", rebalance, cloudprovider.RebalanceRecommendation, []string{"i-0aaa0000000000000"}, "", time.Time{}, ""},
 		{"state change", stateChange, cloudprovider.StateChange, []string{"i-0bbb0000000000000"}, "stopping", time.Time{}, "state stopping"},
 		{"scheduled retirement", health, cloudprovider.ScheduledChange, []string{"i-0ccc0000000000000", "i-0ddd0000000000000"}, "",

@@ -114,13 +114,18 @@ func hasten(ctx context.Context, kube client.Client, nc *v1.NodeClaim, reason st
 // EC2 capacity block about to end (the AWS provider decides it).
 const CapacityBlockExpiring = "capacity_block_expiring"
 
+// CapacityReservationInterrupted is the reason of a claim whose instance's
+// interruptible capacity reservation is being reclaimed by its owner.
+const CapacityReservationInterrupted = "capacity_reservation_interrupted"
+
 // CloudDriven reports whether the claim is being deleted because its
-// instance is going whatever nodewright does (a spot interruption, a
-// scheduled retirement, a capacity block ending, an instance stopping or
-// terminated): its drain races the instance and must not slow down.
+// instance is going whatever nodewright does (a spot interruption, an
+// interruptible reservation reclaimed, a scheduled retirement, a capacity
+// block ending, an instance stopping or terminated): its drain races the
+// instance and must not slow down.
 func CloudDriven(nc *v1.NodeClaim) bool {
 	reason := nc.Annotations[DisruptionReasonAnnotation]
-	return reason == "spot_interrupted" || reason == "scheduled_change" || reason == CapacityBlockExpiring ||
+	return reason == "spot_interrupted" || reason == CapacityReservationInterrupted || reason == "scheduled_change" || reason == CapacityBlockExpiring ||
 		strings.HasPrefix(reason, "instance_")
 }
 

@@ -163,7 +163,13 @@ func (c *Controller) act(ctx context.Context, m cloudprovider.Interruption, nc *
 	switch m.Kind {
 	case cloudprovider.SpotInterruption:
 		reason, eventReason = "spot_interrupted", "SpotInterrupted"
-		c.avoidPool(nc)
+		c.avoidPool(nc, v1.CapacityTypeSpot)
+		drainBy = deadline(now, m.TerminatesAt)
+	case cloudprovider.CapacityReservationInterruption:
+		// The reservation's capacity is going back to its owner: its
+		// replacement is launched elsewhere.
+		reason, eventReason = disruption.CapacityReservationInterrupted, "CapacityReservationInterrupted"
+		c.avoidPool(nc, v1.CapacityTypeReserved)
 		drainBy = deadline(now, m.TerminatesAt)
 	case cloudprovider.ScheduledChange:
 		reason, eventReason = "scheduled_change", "ScheduledChange"
@@ -171,7 +177,7 @@ func (c *Controller) act(ctx context.Context, m cloudprovider.Interruption, nc *
 	case cloudprovider.RebalanceRecommendation:
 		// The pool is at risk whatever is done with this node: new launches,
 		// the replacement of this node among them, go elsewhere for a while.
-		pool := c.avoidPool(nc)
+		pool := c.avoidPool(nc, v1.CapacityTypeSpot)
 		if !c.DrainOnRebalance {
 			c.event(nc, corev1.EventTypeNormal, "RebalanceRecommendation", fmt.Sprintf("EC2 recommends moving off this spot instance; "+
 				"new launches avoid its pool (%s) for a while, and the node stays (feature gate DrainOnRebalance is off)", pool))
@@ -217,18 +223,19 @@ func (c *Controller) act(ctx context.Context, m cloudprovider.Interruption, nc *
 	return nil
 }
 
-// avoidPool takes the claim's spot offering (type, zone, spot) out of new
+// avoidPool takes the claim's offering of capacityType (type, zone,
+// capacity type: spot, or reserved for a reclaimed reservation) out of new
 // launches for the catalog's unavailability period, as a launch refused for
 // insufficient capacity does, so a replacement does not land in the pool EC2
 // is reclaiming or warned about. It returns the pool for messages, "" when the
 // claim does not say its type and zone.
-func (c *Controller) avoidPool(nc *v1.NodeClaim) string {
+func (c *Controller) avoidPool(nc *v1.NodeClaim, capacityType string) string {
 	it, zone := nc.Labels[corev1.LabelInstanceTypeStable], nc.Labels[corev1.LabelTopologyZone]
 	if c.Offerings == nil || it == "" || zone == "" {
 		return ""
 	}
-	c.Offerings.MarkUnavailable(it, zone, v1.CapacityTypeSpot)
-	return it + " " + v1.CapacityTypeSpot + " in " + zone
+	c.Offerings.MarkUnavailable(it, zone, capacityType)
+	return it + " " + capacityType + " in " + zone
 }
 
 // deadline is when the replacement-first wait ends for a notice whose

@@ -141,15 +141,11 @@ func decisions(pool, reason, decision string) float64 {
 	return testutil.ToFloat64(metrics.DisruptionDecisions.WithLabelValues(pool, reason, decision))
 }
 
-// A spot interruption warning disrupts the claim replacement-first, with
-// the drain starting a minute before the two minutes run out, and keeps its
-// offering out of new launches.
-func TestSpotInterruptionDisruptsReplacementFirst(t *testing.T) {
-	c, rec, offs := newController(true)
-	nc := launchedClaim(t, "spot-pool")
-	sent := now.Add(-30 * time.Second)
-	before := decisions("spot-pool", "spot_interrupted", "replace")
-	err := c.Handle(context.Background(), cloudprovider.Interruption{ID: "m1", Kind: cloudprovider.SpotInterruption,
+// interrupt hands c a notice of kind for nc's instance, sent at sent and
+// giving two minutes, and returns the claim, which must be deleting.
+func interrupt(t *testing.T, c *Controller, kind cloudprovider.InterruptionKind, nc *v1.NodeClaim, sent time.Time) *v1.NodeClaim {
+	t.Helper()
+	err := c.Handle(context.Background(), cloudprovider.Interruption{ID: "m1", Kind: kind,
 		InstanceIDs: []string{controllers.InstanceID(nc.Status.ProviderID)}, SentAt: sent, TerminatesAt: sent.Add(2 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +154,18 @@ func TestSpotInterruptionDisruptsReplacementFirst(t *testing.T) {
 	if got.DeletionTimestamp.IsZero() {
 		t.Fatal("the interrupted claim is not being deleted")
 	}
+	return got
+}
+
+// A spot interruption warning disrupts the claim replacement-first, with
+// the drain starting a minute before the two minutes run out, and keeps its
+// offering out of new launches.
+func TestSpotInterruptionDisruptsReplacementFirst(t *testing.T) {
+	c, rec, offs := newController(true)
+	nc := launchedClaim(t, "spot-pool")
+	sent := now.Add(-30 * time.Second)
+	before := decisions("spot-pool", "spot_interrupted", "replace")
+	got := interrupt(t, c, cloudprovider.SpotInterruption, nc, sent)
 	if got.Annotations[disruption.DisruptionReasonAnnotation] != "spot_interrupted" {
 		t.Errorf("reason annotation %v", got.Annotations)
 	}
