@@ -73,7 +73,8 @@ var (
 		Name: "nodewright_cost_per_hour", Help: "Hourly price in USD of a NodePool's launched nodes, by capacity type.",
 	}, []string{NodePool, CapacityType})
 	// DisruptionDecisions counts NodeClaims nodewright decided to take away,
-	// by why (spot_interrupted, rebalance_recommended, scheduled_change,
+	// by why (spot_interrupted, capacity_reservation_interrupted,
+	// rebalance_recommended, scheduled_change,
 	// instance_<state>, expired) and how: replace (the drain waits for the
 	// pods to have room elsewhere) or delete (the drain starts at once).
 	DisruptionDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
