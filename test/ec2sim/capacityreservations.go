@@ -69,11 +69,9 @@ func (s *Server) AddCapacityReservation(r CapacityReservation) (string, error) {
 	if r.ReservationType == ReservationTypeCapacityBlock && r.EndDate.IsZero() {
 		return "", fmt.Errorf("capacity reservation: a capacity block needs an end date")
 	}
-	if r.ID == "" {
-		r.ID = s.newID("cr", 17)
-	}
-	if !capacityReservationIDPattern.MatchString(r.ID) {
-		return "", fmt.Errorf("capacity reservation: id %q is not cr- and 17 hex digits", r.ID)
+	var err error
+	if r.ID, err = s.givenOrNewID(r.ID, "cr", "capacity reservation", capacityReservationIDPattern); err != nil {
+		return "", err
 	}
 	r.Tags = maps.Clone(r.Tags)
 	if s.reservations == nil {

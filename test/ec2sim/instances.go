@@ -191,6 +191,18 @@ func (s *Server) newID(prefix string, digits int) string {
 	return fmt.Sprintf("%s-%0*x", prefix, digits, (s.idBase+s.seq)&mask)
 }
 
+// givenOrNewID is the id a test gave a resource it adds (checked to have
+// EC2's form: the prefix and 17 hex digits, as pattern says), or a new one.
+func (s *Server) givenOrNewID(given, prefix, what string, pattern *regexp.Regexp) (string, error) {
+	if given == "" {
+		return s.newID(prefix, 17), nil
+	}
+	if !pattern.MatchString(given) {
+		return "", fmt.Errorf("%s: id %q is not %s- and 17 hex digits", what, given, prefix)
+	}
+	return given, nil
+}
+
 // subnetIPs hands out a subnet's addresses.
 type subnetIPs struct {
 	prefix netip.Prefix

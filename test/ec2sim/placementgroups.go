@@ -69,11 +69,9 @@ func (s *Server) AddPlacementGroup(g PlacementGroup) (string, error) {
 	default:
 		return "", fmt.Errorf("placement group: unknown strategy %q", g.Strategy)
 	}
-	if g.ID == "" {
-		g.ID = s.newID("pg", 17)
-	}
-	if !placementGroupIDPattern.MatchString(g.ID) {
-		return "", fmt.Errorf("placement group: id %q is not pg- and 17 hex digits", g.ID)
+	var err error
+	if g.ID, err = s.givenOrNewID(g.ID, "pg", "placement group", placementGroupIDPattern); err != nil {
+		return "", err
 	}
 	g.Tags = maps.Clone(g.Tags)
 	if s.placementGroups == nil {
